@@ -1,0 +1,20 @@
+//! The pure-Rust core of quiver.
+//!
+//! Nothing in this crate knows about Postgres: no `pgrx`, no `pg_sys`, and no
+//! `unsafe` outside the SIMD kernels in [`simd`]. The Postgres glue in the
+//! `quiver` crate turns datums into slices, calls in here, and turns
+//! [`error::VectorError`] into `ereport(ERROR)`.
+
+pub mod bits;
+pub mod element;
+pub mod error;
+pub mod float_text;
+pub mod kernels;
+pub mod ops;
+pub mod scalar;
+pub mod simd;
+pub mod text;
+pub mod wire;
+
+/// Largest number of dimensions of a `vector` or `halfvec`, as in pgvector.
+pub const MAX_DIM: usize = 16_000;

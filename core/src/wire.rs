@@ -1,0 +1,91 @@
+//! pgvector's binary wire format, used by `COPY ... BINARY` and by client
+//! libraries in binary mode: int16 dim, int16 unused (0), then `dim`
+//! elements in network byte order (float4 for `vector`, the raw IEEE half
+//! bits for `halfvec`).
+
+use crate::element::{check_dim, check_element, check_typmod_dim, Element};
+use crate::error::{Result, VectorError};
+
+pub fn encode<E: Element>(values: &[E]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + values.len() * E::SIZE);
+    out.extend_from_slice(&(values.len() as u16).to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    for v in values {
+        v.to_bits_be(&mut out);
+    }
+    out
+}
+
+/// Decodes one value from the front of `buf`; returns it and the number of
+/// bytes consumed. A header that promises more data than `buf` holds is an
+/// error, never a read past the end.
+pub fn decode<E: Element>(buf: &[u8], typmod: i32) -> Result<(Vec<E>, usize)> {
+    if buf.len() < 4 {
+        return Err(VectorError::InsufficientData);
+    }
+    let dim = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+    let unused = u16::from_be_bytes([buf[2], buf[3]]) as i32;
+    check_dim::<E>(dim)?;
+    check_typmod_dim(typmod, dim)?;
+    if unused != 0 {
+        return Err(VectorError::UnusedNotZero(unused));
+    }
+    let need = 4 + dim * E::SIZE;
+    if buf.len() < need {
+        return Err(VectorError::InsufficientData);
+    }
+    let values: Vec<E> = buf[4..need].chunks_exact(E::SIZE).map(E::from_bits_be).collect();
+    for v in &values {
+        check_element(*v)?;
+    }
+    Ok((values, need))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+    use proptest::prelude::*;
+
+    #[test]
+    fn layout_is_pgvectors() {
+        assert_eq!(encode(&[1.0f32, -2.0]), vec![0, 2, 0, 0, 0x3f, 0x80, 0, 0, 0xc0, 0, 0, 0]);
+        assert_eq!(encode(&[f16::ONE]), vec![0, 1, 0, 0, 0x3c, 0x00]);
+    }
+
+    #[test]
+    fn lying_headers_are_errors() {
+        // claims 3 dimensions, carries 2
+        let mut b = encode(&[1.0f32, 2.0]);
+        b[1] = 3;
+        assert_eq!(decode::<f32>(&b, -1).unwrap_err(), VectorError::InsufficientData);
+        assert_eq!(decode::<f32>(&[0, 1], -1).unwrap_err(), VectorError::InsufficientData);
+        let mut b = encode(&[1.0f32]);
+        b[3] = 7;
+        assert_eq!(decode::<f32>(&b, -1).unwrap_err().to_string(), "expected unused to be 0, not 7");
+        assert_eq!(decode::<f32>(&[0, 0, 0, 0], -1).unwrap_err().to_string(), "vector must have at least 1 dimension");
+        assert_eq!(
+            decode::<f32>(&[0xff, 0xff, 0, 0], -1).unwrap_err().to_string(),
+            "vector cannot have more than 16000 dimensions"
+        );
+        let nan = [0, 1, 0, 0, 0x7f, 0xc0, 0, 0];
+        assert_eq!(decode::<f32>(&nan, -1).unwrap_err().to_string(), "NaN not allowed in vector");
+        assert_eq!(decode::<f32>(&encode(&[1.0f32]), 2).unwrap_err().to_string(), "expected 2 dimensions, not 1");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(v in prop::collection::vec(-1e30f32..1e30f32, 1..100)) {
+            let b = encode(&v);
+            let (back, used) = decode::<f32>(&b, -1).unwrap();
+            prop_assert_eq!(used, b.len());
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn decode_never_panics(b in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode::<f32>(&b, -1);
+            let _ = decode::<f16>(&b, 3);
+        }
+    }
+}
