@@ -1,0 +1,4 @@
+//! In-database tests (`cargo pgrx test`): each runs inside a transaction of
+//! a real Postgres backend with quiver installed.
+
+mod vector_sql;
