@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Command 1 of the README: set up, build and install quiver, start a local
+# Postgres 15 on 127.0.0.1:${QUIVER_DEMO_PORT:-28815}, create the extension
+# in a fresh `quiver_demo` database and run a short demo. Running it again
+# reuses (and restarts) the cluster and recreates the demo database.
+source "$(dirname "$0")/lib.sh"
+PORT="${QUIVER_DEMO_PORT:-28815}"
+
+"${REPO}/scripts/setup.sh"
+install_quiver
+start_cluster demo-pg "${PORT}"
+
+PSQL=("${PG_BIN}/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PORT}" -U postgres)
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS quiver_demo" -c "CREATE DATABASE quiver_demo"
+
+log "demo"
+"${PSQL[@]}" -d quiver_demo -e <<'SQL'
+CREATE EXTENSION quiver;
+SELECT '[1,2,3]'::vector <=> '[3,2,1]' AS cosine_distance;
+CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(3));
+INSERT INTO items (embedding) VALUES ('[1,2,3]'), ('[4,5,6]'), ('[1,1,1]'), ('[-1,0,2]');
+SELECT id, embedding, embedding <-> '[3,1,2]' AS l2 FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 3;
+SELECT avg(embedding) AS centroid, binary_quantize(avg(embedding)) AS code FROM items;
+SQL
+
+cat <<MSG
+
+quiver is running on Postgres ${PG_MAJOR} at 127.0.0.1:${PORT} (data: ${CLUSTER_DIR}/data).
+Connect with:
+    psql -h 127.0.0.1 -p ${PORT} -U postgres quiver_demo
+Stop it with:
+    sudo -u postgres ${PG_BIN}/pg_ctl -D ${CLUSTER_DIR}/data stop
+MSG

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Command 2 of the README: runs every test of quiver on this machine.
+#   1. the generated SQL is up to date
+#   2. cargo test of the pure core (unit and property tests)
+#   3. cargo pgrx test: in-database #[pg_test] suites in pg_test/
+#   4. SQL regression files (tests/regress) against the installed extension
+#   5. pgvector's Python client against quiver (tests/client)
+#   6. cluster-level integration tests (tests/*.py), when present
+# Clusters run as the postgres OS user on 127.0.0.1 only.
+source "$(dirname "$0")/lib.sh"
+PORT="${QUIVER_TEST_PORT:-28816}"
+
+"${REPO}/scripts/setup.sh"
+cd "${REPO}"
+
+log "1/6 generated SQL is up to date"
+python3 sql/generate.py --check
+
+log "2/6 cargo test -p quiver-core"
+cargo test -p quiver-core --release
+
+log "3/6 cargo pgrx test (in-database tests)"
+PGRX_DATA="$(cluster_root pgrx-test)"
+cargo pgrx test pg${PG_MAJOR} --runas postgres --pgdata "${PGRX_DATA}/data"
+
+# pgrx test installed its test build; put the real one back.
+install_quiver
+start_cluster test-pg "${PORT}"
+trap 'stop_cluster test-pg' EXIT
+
+log "4/6 SQL regression tests"
+OUT="${BUILD}/regress"
+rm -rf "${OUT}" && mkdir -p "${OUT}"
+TESTS=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
+"$(${PG_CONFIG} --pgxs | xargs dirname)/../test/regress/pg_regress" \
+    --host=127.0.0.1 --port="${PORT}" --user=postgres \
+    --inputdir=tests/regress --outputdir="${OUT}" \
+    --dbname=quiver_regress --load-extension=quiver ${TESTS} \
+    || { cat "${OUT}/regression.diffs" 2>/dev/null | head -100; die "regression tests failed"; }
+
+log "5/6 pgvector's Python client"
+PSQL=("${PG_BIN}/psql" -X -q -h 127.0.0.1 -p "${PORT}" -U postgres)
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS quiver_client" -c "CREATE DATABASE quiver_client"
+QUIVER_DSN="host=127.0.0.1 port=${PORT} user=postgres dbname=quiver_client" \
+    "${BUILD}/venv/bin/python" -m pytest -q -p no:cacheprovider tests/client
+
+log "6/6 integration tests"
+shopt -s nullglob
+integration=(tests/test_*.py)
+if [ ${#integration[@]} -gt 0 ]; then
+    QUIVER_TEST_PORT="${PORT}" "${BUILD}/venv/bin/python" -m pytest -q -p no:cacheprovider "${integration[@]}"
+fi
+
+log "all tests passed"
