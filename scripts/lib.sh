@@ -28,7 +28,8 @@ as_postgres() {
 # (a CI clone may sit under a root-only home); otherwise under /var/tmp,
 # linked from the build area so it is still found there.
 cluster_root() {
-    local name="$1" link="${BUILD}/${name}"
+    local name="$1"
+    local link="${BUILD}/${name}"
     mkdir -p "${BUILD}"
     if [ -L "${link}" ] || [ -d "${link}" ]; then
         [ -d "${link}/" ] && { readlink -f "${link}"; return; }
