@@ -20,7 +20,8 @@ as_root() {
 
 # Runs a command as the postgres OS user: Postgres refuses to run as root.
 as_postgres() {
-    if [ "$(id -un)" = "postgres" ]; then "$@"; else as_root sudo -u postgres -- "$@"; fi
+    # from / so that a cwd postgres cannot enter (a root-only home) causes no warnings
+    if [ "$(id -un)" = "postgres" ]; then "$@"; else (cd / && as_root sudo -u postgres -- "$@"); fi
 }
 
 # A directory the postgres user can reach for cluster data. It lives under
