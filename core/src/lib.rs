@@ -13,6 +13,8 @@ pub mod kernels;
 pub mod ops;
 pub mod scalar;
 pub mod simd;
+pub mod space;
+pub mod hnsw;
 pub mod text;
 pub mod wire;
 

@@ -1,0 +1,66 @@
+//! HNSW (Malkov & Yashunin) written against small traits, so the same
+//! search and neighbour selection run on the in-memory build graph
+//! ([`memory`]) and on Postgres pages (in the glue).
+
+pub mod memory;
+pub mod search;
+
+pub use search::{search_layer, select_neighbors, Candidate, Graph, PairDistance, QueryDistance};
+
+/// Build and shape parameters, pgvector's names and defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Neighbours per node on levels above 0 (level 0 keeps 2·m).
+    pub m: usize,
+    pub ef_construction: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { m: 16, ef_construction: 64 }
+    }
+}
+
+/// Highest level a node may get; keeps neighbour lists within one page.
+pub const MAX_LEVEL: usize = 15;
+
+impl Params {
+    pub fn max_neighbors(&self, level: usize) -> usize {
+        if level == 0 {
+            2 * self.m
+        } else {
+            self.m
+        }
+    }
+
+    /// Total neighbour slots of a node of `level`.
+    pub fn slots(&self, level: usize) -> usize {
+        2 * self.m + level * self.m
+    }
+
+    /// Level for a uniform random number `u` in (0, 1]: floor(-ln(u) / ln(m)).
+    pub fn level_for(&self, u: f64) -> usize {
+        let ml = 1.0 / (self.m.max(2) as f64).ln();
+        let u = u.clamp(f64::MIN_POSITIVE, 1.0);
+        ((-u.ln() * ml).floor() as usize).min(MAX_LEVEL)
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64) for levels: no dependency,
+/// and deterministic builds in tests.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    pub fn next_unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+}
