@@ -84,7 +84,7 @@ impl ElementKind {
 }
 
 /// An element type the index can store and compare under a metric.
-pub trait IndexElement: Copy + Default + Send + Sync + 'static {
+pub trait IndexElement: bytemuck::Pod + Default + Send + Sync + 'static {
     const KIND: ElementKind;
     fn distance(metric: Metric, a: &[Self], b: &[Self]) -> f32;
     /// Scales to unit length in place; false for the zero vector (not indexable under cosine).
@@ -173,5 +173,84 @@ impl<E: IndexElement> FlatVectors<E> {
     #[inline]
     pub fn get(&self, i: usize) -> &[E] {
         &self.data[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// A vector's bytes in a 4-byte-aligned buffer, so they can be viewed as
+/// `f32`/`f16` without copying.
+#[derive(Debug, Clone, Default)]
+pub struct AlignedBytes {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let mut words = vec![0u32; b.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..b.len()].copy_from_slice(b);
+        AlignedBytes { words, len: b.len() }
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len]
+    }
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut::<u32, u8>(&mut self.words)[..self.len]
+    }
+}
+
+/// Views bytes as elements of `E`; copies when `b` is not aligned for `E`.
+fn typed<E: IndexElement>(b: &[u8]) -> std::borrow::Cow<'_, [E]> {
+    match bytemuck::try_cast_slice::<u8, E>(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => {
+            let n = b.len() / std::mem::size_of::<E>();
+            let mut v = vec![E::default(); n];
+            bytemuck::cast_slice_mut::<E, u8>(&mut v).copy_from_slice(&b[..n * std::mem::size_of::<E>()]);
+            std::borrow::Cow::Owned(v)
+        }
+    }
+}
+
+/// Distance between two stored vectors given as raw bytes of `kind`.
+pub fn distance_raw(kind: ElementKind, metric: Metric, a: &[u8], b: &[u8]) -> f32 {
+    match kind {
+        ElementKind::F32 => f32::distance(metric, &typed::<f32>(a), &typed::<f32>(b)),
+        ElementKind::F16 => f16::distance(metric, &typed::<f16>(a), &typed::<f16>(b)),
+        ElementKind::Bits => u8::distance(metric, a, b),
+    }
+}
+
+/// Normalises raw vector bytes in place (cosine); false for the zero vector.
+pub fn normalize_raw(kind: ElementKind, v: &mut AlignedBytes) -> bool {
+    let b = v.as_bytes_mut();
+    // AlignedBytes is 4-byte aligned, so these casts only fail on a torn length.
+    match kind {
+        ElementKind::F32 => bytemuck::try_cast_slice_mut::<u8, f32>(b).map(f32::normalize).unwrap_or(false),
+        ElementKind::F16 => bytemuck::try_cast_slice_mut::<u8, f16>(b).map(f16::normalize).unwrap_or(false),
+        ElementKind::Bits => true,
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn raw_distance_matches_typed_even_when_misaligned() {
+        let a = [1.0f32, 2.0, 3.0];
+        let b = [3.0f32, 2.0, 1.0];
+        let ab: Vec<u8> = a.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let bb: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&ab);
+        let want = f32::distance(Metric::L2Squared, &a, &b);
+        assert_eq!(distance_raw(ElementKind::F32, Metric::L2Squared, &ab, &bb), want);
+        assert_eq!(distance_raw(ElementKind::F32, Metric::L2Squared, &shifted[1..], &bb), want);
+        let mut v = AlignedBytes::from_bytes(&ab);
+        assert!(normalize_raw(ElementKind::F32, &mut v));
+        let n = distance_raw(ElementKind::F32, Metric::NegativeDot, v.as_bytes(), v.as_bytes());
+        assert!((n + 1.0).abs() < 1e-6);
+        let mut z = AlignedBytes::from_bytes(&[0u8; 8]);
+        assert!(!normalize_raw(ElementKind::F32, &mut z));
     }
 }

@@ -2,6 +2,7 @@
 //! search and neighbour selection run on the in-memory build graph
 //! ([`memory`]) and on Postgres pages (in the glue).
 
+pub mod layout;
 pub mod memory;
 pub mod search;
 

@@ -1,0 +1,297 @@
+//! Byte layouts of the index pages, independent of Postgres' page API:
+//! the glue places these bytes as page items and reads them back.
+//!
+//! Meta page item (block 0):
+//! ```text
+//! u32 magic "QVHN" | u32 version | u32 dims | u16 m | u16 ef_construction
+//! u8 metric | u8 element kind | u16 reserved
+//! u32 entry block (u32::MAX: empty index) | u16 entry offset | u16 entry level
+//! u32 insert block (last page that received elements)
+//! u64 elements inserted
+//! ```
+//! Element item (blocks >= 1), all little-endian:
+//! ```text
+//! u8 level | u8 flags | u16 reserved | u32 heap block | u16 heap offset | u16 reserved
+//! neighbour slots: 2m for level 0, then m per level above; each u32 block + u16 offset,
+//!   valid slots first within a level, empty slots have block u32::MAX
+//! padding to 4 bytes | vector bytes (f32, f16 or packed bits)
+//! ```
+
+use super::Params;
+use crate::space::{ElementKind, Metric};
+
+pub const MAGIC: u32 = u32::from_le_bytes(*b"QVHN");
+pub const VERSION: u32 = 1;
+pub const META_SIZE: usize = 40;
+pub const ELEMENT_HEADER: usize = 12;
+pub const SLOT_SIZE: usize = 6;
+const NO_BLOCK: u32 = u32::MAX;
+pub const FLAG_DELETED: u8 = 1;
+
+/// Where an element lives: page and line pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemRef {
+    pub block: u32,
+    pub offset: u16,
+}
+
+impl ItemRef {
+    pub fn pack(self) -> u64 {
+        ((self.block as u64) << 16) | self.offset as u64
+    }
+    pub fn unpack(v: u64) -> ItemRef {
+        ItemRef { block: (v >> 16) as u32, offset: v as u16 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meta {
+    pub dims: u32,
+    pub m: u16,
+    pub ef_construction: u16,
+    pub metric: Metric,
+    pub kind: ElementKind,
+    pub entry: Option<(ItemRef, u16)>,
+    pub insert_block: u32,
+    pub elements: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    BadMagic,
+    UnsupportedVersion(u32),
+    Truncated { need: usize, have: usize },
+    BadCode(&'static str),
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayoutError::BadMagic => write!(f, "not a quiver hnsw index (bad magic number)"),
+            LayoutError::UnsupportedVersion(v) => {
+                write!(f, "hnsw index has on-disk version {v}; this quiver reads version {VERSION}; REINDEX it")
+            }
+            LayoutError::Truncated { need, have } => write!(f, "item has {have} bytes, needs {need}"),
+            LayoutError::BadCode(what) => write!(f, "unknown {what} code"),
+        }
+    }
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+impl Meta {
+    pub fn params(&self) -> Params {
+        Params { m: self.m as usize, ef_construction: self.ef_construction as usize }
+    }
+
+    pub fn to_bytes(&self) -> [u8; META_SIZE] {
+        let mut b = [0u8; META_SIZE];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.dims.to_le_bytes());
+        b[12..14].copy_from_slice(&self.m.to_le_bytes());
+        b[14..16].copy_from_slice(&self.ef_construction.to_le_bytes());
+        b[16] = self.metric.code();
+        b[17] = self.kind.code();
+        let (eb, eo, el) = match self.entry {
+            Some((r, l)) => (r.block, r.offset, l),
+            None => (NO_BLOCK, 0, 0),
+        };
+        b[20..24].copy_from_slice(&eb.to_le_bytes());
+        b[24..26].copy_from_slice(&eo.to_le_bytes());
+        b[26..28].copy_from_slice(&el.to_le_bytes());
+        b[28..32].copy_from_slice(&self.insert_block.to_le_bytes());
+        b[32..40].copy_from_slice(&self.elements.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Meta, LayoutError> {
+        if b.len() < META_SIZE {
+            return Err(LayoutError::Truncated { need: META_SIZE, have: b.len() });
+        }
+        if u32_at(b, 0) != MAGIC {
+            return Err(LayoutError::BadMagic);
+        }
+        let version = u32_at(b, 4);
+        if version != VERSION {
+            return Err(LayoutError::UnsupportedVersion(version));
+        }
+        let eb = u32_at(b, 20);
+        Ok(Meta {
+            dims: u32_at(b, 8),
+            m: u16_at(b, 12),
+            ef_construction: u16_at(b, 14),
+            metric: Metric::from_code(b[16]).ok_or(LayoutError::BadCode("metric"))?,
+            kind: ElementKind::from_code(b[17]).ok_or(LayoutError::BadCode("element kind"))?,
+            entry: (eb != NO_BLOCK).then(|| (ItemRef { block: eb, offset: u16_at(b, 24) }, u16_at(b, 26))),
+            insert_block: u32_at(b, 28),
+            elements: u64::from_le_bytes(b[32..40].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// Offsets inside an element item, derived from its level and the index shape.
+#[derive(Debug, Clone, Copy)]
+pub struct ElementShape {
+    pub params: Params,
+    pub vector_bytes: usize,
+}
+
+impl ElementShape {
+    pub fn slots_offset(&self, level: usize) -> usize {
+        // level 0 holds 2m slots, each level above m
+        ELEMENT_HEADER + if level == 0 { 0 } else { (2 * self.params.m + (level - 1) * self.params.m) * SLOT_SIZE }
+    }
+    pub fn vector_offset(&self, level: usize) -> usize {
+        (ELEMENT_HEADER + self.params.slots(level) * SLOT_SIZE).next_multiple_of(4)
+    }
+    pub fn size(&self, level: usize) -> usize {
+        self.vector_offset(level) + self.vector_bytes
+    }
+
+    /// A new element item with no neighbours.
+    pub fn encode(&self, level: usize, heap: ItemRef, vector: &[u8]) -> Vec<u8> {
+        assert_eq!(vector.len(), self.vector_bytes, "vector size");
+        let mut b = vec![0u8; self.size(level)];
+        b[0] = level as u8;
+        b[4..8].copy_from_slice(&heap.block.to_le_bytes());
+        b[8..10].copy_from_slice(&heap.offset.to_le_bytes());
+        for s in 0..self.params.slots(level) {
+            let o = ELEMENT_HEADER + s * SLOT_SIZE;
+            b[o..o + 4].copy_from_slice(&NO_BLOCK.to_le_bytes());
+        }
+        let vo = self.vector_offset(level);
+        b[vo..].copy_from_slice(vector);
+        b
+    }
+
+    /// Checks that `item` is a whole element of this index.
+    pub fn validate(&self, item: &[u8]) -> Result<usize, LayoutError> {
+        if item.len() < ELEMENT_HEADER {
+            return Err(LayoutError::Truncated { need: ELEMENT_HEADER, have: item.len() });
+        }
+        let level = item[0] as usize;
+        if level > super::MAX_LEVEL {
+            return Err(LayoutError::BadCode("level"));
+        }
+        let need = self.size(level);
+        if item.len() < need {
+            return Err(LayoutError::Truncated { need, have: item.len() });
+        }
+        Ok(level)
+    }
+
+    pub fn level(item: &[u8]) -> usize {
+        item[0] as usize
+    }
+    pub fn is_deleted(item: &[u8]) -> bool {
+        item[1] & FLAG_DELETED != 0
+    }
+    pub fn set_deleted(item: &mut [u8]) {
+        item[1] |= FLAG_DELETED;
+    }
+    pub fn heap(item: &[u8]) -> ItemRef {
+        ItemRef { block: u32_at(item, 4), offset: u16_at(item, 8) }
+    }
+
+    /// The valid neighbours of `item` on `level`.
+    pub fn neighbors(&self, item: &[u8], level: usize, out: &mut Vec<ItemRef>) {
+        let n = self.params.max_neighbors(level);
+        let base = self.slots_offset(level);
+        for s in 0..n {
+            let o = base + s * SLOT_SIZE;
+            let block = u32_at(item, o);
+            if block == NO_BLOCK {
+                break;
+            }
+            out.push(ItemRef { block, offset: u16_at(item, o + 4) });
+        }
+    }
+
+    /// Replaces the neighbours of `item` on `level` (at most max_neighbors).
+    pub fn set_neighbors(&self, item: &mut [u8], level: usize, list: &[ItemRef]) {
+        let n = self.params.max_neighbors(level);
+        assert!(list.len() <= n, "too many neighbours");
+        let base = self.slots_offset(level);
+        for s in 0..n {
+            let o = base + s * SLOT_SIZE;
+            let (block, off) = list.get(s).map(|r| (r.block, r.offset)).unwrap_or((NO_BLOCK, 0));
+            item[o..o + 4].copy_from_slice(&block.to_le_bytes());
+            item[o + 4..o + 6].copy_from_slice(&off.to_le_bytes());
+        }
+    }
+
+    pub fn vector<'a>(&self, item: &'a [u8]) -> &'a [u8] {
+        let o = self.vector_offset(Self::level(item));
+        &item[o..o + self.vector_bytes]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip_and_checks() {
+        let m = Meta {
+            dims: 384,
+            m: 16,
+            ef_construction: 64,
+            metric: Metric::Cosine,
+            kind: ElementKind::F16,
+            entry: Some((ItemRef { block: 7, offset: 3 }, 2)),
+            insert_block: 9,
+            elements: 123,
+        };
+        assert_eq!(Meta::from_bytes(&m.to_bytes()).unwrap(), m);
+        let empty = Meta { entry: None, ..m };
+        assert_eq!(Meta::from_bytes(&empty.to_bytes()).unwrap().entry, None);
+        let mut b = m.to_bytes();
+        b[4] = 9;
+        assert_eq!(Meta::from_bytes(&b).unwrap_err(), LayoutError::UnsupportedVersion(9));
+        b[0] = 0;
+        assert_eq!(Meta::from_bytes(&b).unwrap_err(), LayoutError::BadMagic);
+        assert!(Meta::from_bytes(&b[..10]).is_err());
+    }
+
+    #[test]
+    fn element_layout_round_trip() {
+        let shape = ElementShape { params: Params { m: 4, ef_construction: 10 }, vector_bytes: 12 };
+        let vec = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let mut e = shape.encode(2, ItemRef { block: 5, offset: 9 }, &vec);
+        assert_eq!(e.len(), shape.size(2));
+        assert_eq!(shape.vector_offset(2) % 4, 0);
+        assert_eq!(shape.validate(&e).unwrap(), 2);
+        let l0: Vec<ItemRef> = (1..=8).map(|i| ItemRef { block: i, offset: i as u16 }).collect();
+        let l2 = vec![ItemRef { block: 100, offset: 1 }];
+        shape.set_neighbors(&mut e, 0, &l0);
+        shape.set_neighbors(&mut e, 2, &l2);
+        let mut out = Vec::new();
+        shape.neighbors(&e, 0, &mut out);
+        assert_eq!(out, l0);
+        out.clear();
+        shape.neighbors(&e, 1, &mut out);
+        assert!(out.is_empty());
+        shape.neighbors(&e, 2, &mut out);
+        assert_eq!(out, l2);
+        assert_eq!(shape.vector(&e), &vec);
+        assert_eq!(ElementShape::heap(&e), ItemRef { block: 5, offset: 9 });
+        assert!(!ElementShape::is_deleted(&e));
+        ElementShape::set_deleted(&mut e);
+        assert!(ElementShape::is_deleted(&e));
+        assert!(shape.validate(&e[..e.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn item_refs_pack_in_order() {
+        let a = ItemRef { block: 1, offset: 65535 };
+        let b = ItemRef { block: 2, offset: 1 };
+        assert!(a.pack() < b.pack());
+        assert_eq!(ItemRef::unpack(a.pack()), a);
+    }
+}
