@@ -7,6 +7,7 @@
 
 mod bit_functions;
 mod fmgr;
+mod hnsw;
 mod varlena;
 mod vector_type;
 
@@ -18,6 +19,13 @@ mod vector_type;
 ::pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
 ::pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec", requires = ["vector"]);
 ::pgrx::extension_sql_file!("../sql/bit.sql", name = "bit", requires = ["halfvec"]);
+::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["bit"]);
+
+/// Runs when Postgres loads the library: registers GUCs and reloptions.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    hnsw::options::init();
+}
 
 // In-database tests live in pg_test/, each file in a `#[pg_schema] mod tests`
 // because pgrx's harness calls them as tests.<name>().

@@ -268,3 +268,42 @@ pub fn typmods_arg(args: &Args, n: usize) -> Vec<i32> {
         std::slice::from_raw_parts(p, count as usize).to_vec()
     }
 }
+
+/// The dimensions and raw element bytes of a `vector`, `halfvec` or `bit`
+/// datum (for the index). A value whose size disagrees with its header is
+/// reported as corrupted.
+pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind) -> (usize, Vec<u8>) {
+    use quiver_core::space::ElementKind;
+    // SAFETY: `datum` is a non-null varlena of the indexed column's type;
+    // pg_detoast_datum returns a 4-byte-header copy or the value itself.
+    let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+    let total = size_of_detoasted(p);
+    if total < VECTOR_HEADER {
+        pgrx::error!("quiver: indexed value of {total} bytes is shorter than its header");
+    }
+    // SAFETY: at least 8 bytes exist (checked); the header fields are read
+    // unaligned-safely with read_unaligned.
+    let (dims, bytes) = unsafe {
+        let base = p as *const u8;
+        match kind {
+            ElementKind::Bits => {
+                let bits = std::ptr::read_unaligned(base.add(4) as *const i32).max(0) as usize;
+                (bits, bits.div_ceil(8))
+            }
+            ElementKind::F32 => {
+                let d = std::ptr::read_unaligned(base.add(4) as *const i16) as u16 as usize;
+                (d, d * 4)
+            }
+            ElementKind::F16 => {
+                let d = std::ptr::read_unaligned(base.add(4) as *const i16) as u16 as usize;
+                (d, d * 2)
+            }
+        }
+    };
+    if VECTOR_HEADER + bytes > total {
+        pgrx::error!("quiver: indexed value claims {dims} dimensions but has {total} bytes");
+    }
+    // SAFETY: `bytes` bytes follow the header (checked just above).
+    let data = unsafe { std::slice::from_raw_parts((p as *const u8).add(VECTOR_HEADER), bytes) }.to_vec();
+    (dims, data)
+}

@@ -86,7 +86,7 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
 
 impl Meta {
     pub fn params(&self) -> Params {
-        Params { m: self.m as usize, ef_construction: self.ef_construction as usize }
+        Params::new(self.m as usize, self.ef_construction as usize)
     }
 
     pub fn to_bytes(&self) -> [u8; META_SIZE] {
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn element_layout_round_trip() {
-        let shape = ElementShape { params: Params { m: 4, ef_construction: 10 }, vector_bytes: 12 };
+        let shape = ElementShape { params: Params::new(4, 10), vector_bytes: 12 };
         let vec = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
         let mut e = shape.encode(2, ItemRef { block: 5, offset: 9 }, &vec);
         assert_eq!(e.len(), shape.size(2));

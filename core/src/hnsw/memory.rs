@@ -22,22 +22,20 @@ pub struct MemoryGraph<E: IndexElement> {
     entry: RwLock<Option<(u32, usize)>>,
 }
 
-/// Read access used by searches: copies one node's links at a time.
-struct View<'a, E: IndexElement>(&'a MemoryGraph<E>);
+/// One search: a query over the graph, copying one node's links at a time.
+struct ToQuery<'a, E: IndexElement> {
+    g: &'a MemoryGraph<E>,
+    q: &'a [E],
+}
 
-impl<E: IndexElement> Graph for View<'_, E> {
+impl<E: IndexElement> Graph for ToQuery<'_, E> {
     type Node = u32;
     fn neighbors(&mut self, node: u32, level: usize, out: &mut Vec<u32>) {
-        let l = self.0.links[node as usize].lock().expect("links lock");
+        let l = self.g.links[node as usize].lock().expect("links lock");
         if let Some(v) = l.get(level) {
             out.extend_from_slice(v);
         }
     }
-}
-
-struct ToQuery<'a, E: IndexElement> {
-    g: &'a MemoryGraph<E>,
-    q: &'a [E],
 }
 
 impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
@@ -60,7 +58,8 @@ impl<E: IndexElement> MemoryGraph<E> {
     pub fn new(params: Params, metric: Metric, vectors: FlatVectors<E>, seed: u64) -> Self {
         let n = vectors.len();
         let mut rng = SplitMix64(seed);
-        let levels: Vec<u8> = (0..n).map(|_| params.level_for(rng.next_unit()) as u8).collect();
+        let levels: Vec<u8> =
+            (0..n).map(|_| params.level_for(rng.next_unit()).min(params.max_level) as u8).collect();
         let links = levels
             .iter()
             .map(|&l| Mutex::new((0..=l as usize).map(|lv| Vec::with_capacity(params.max_neighbors(lv))).collect()))
@@ -84,36 +83,52 @@ impl<E: IndexElement> MemoryGraph<E> {
         self.links[node as usize].lock().expect("links lock").clone()
     }
 
-    /// Links every node, using `threads` threads; `progress` is called now
-    /// and then with the number of nodes done (from the calling thread only).
-    pub fn build(&self, threads: usize, mut progress: impl FnMut(usize)) {
+    /// Links every node, using `threads` threads (the caller's included).
+    /// `worker_start` runs first on each extra thread (the glue blocks
+    /// signals there). `progress` is called from the calling thread only,
+    /// now and then, with the number of nodes done; returning false stops
+    /// the build early (the graph is then incomplete). Returns whether it
+    /// completed.
+    pub fn build(
+        &self,
+        threads: usize,
+        worker_start: &(dyn Fn() + Sync),
+        mut progress: impl FnMut(usize) -> bool,
+    ) -> bool {
         let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
         let n = self.len();
         std::thread::scope(|s| {
             for _ in 1..threads.max(1) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
+                s.spawn(|| {
+                    worker_start();
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        self.insert(i as u32);
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.insert(i as u32);
-                    done.fetch_add(1, Ordering::Relaxed);
                 });
             }
-            loop {
+            while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     break;
                 }
                 self.insert(i as u32);
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 1024 == 0 {
-                    progress(d);
+                done.fetch_add(1, Ordering::Relaxed);
+                if i % 256 == 0 && !progress(done.load(Ordering::Relaxed)) {
+                    stop.store(true, Ordering::Relaxed);
                 }
             }
         });
-        progress(n);
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        progress(n)
     }
 
     /// Links node `i` into the graph (Algorithm 1 of the paper).
@@ -131,17 +146,16 @@ impl<E: IndexElement> MemoryGraph<E> {
         };
         let (ep, top) = entry;
         let q = self.vectors.get(i as usize);
-        let mut view = View(self);
         let mut dq = ToQuery { g: self, q };
         let mut cur = vec![Candidate { distance: dq.distance(ep), node: ep }];
         for lv in (level + 1..=top).rev() {
             let mut visited = HashSet::new();
-            cur = search_layer(&mut view, &mut dq, &cur, 1, lv, &mut visited);
+            cur = search_layer(&mut dq, &cur, 1, lv, &mut visited);
         }
         for lv in (0..=level.min(top)).rev() {
             let mut visited = HashSet::new();
             visited.insert(i);
-            let found = search_layer(&mut view, &mut dq, &cur, self.params.ef_construction, lv, &mut visited);
+            let found = search_layer(&mut dq, &cur, self.params.ef_construction, lv, &mut visited);
             let found: Vec<_> = found.into_iter().filter(|c| c.node != i).collect();
             let chosen = select_neighbors(&found, self.params.max_neighbors(lv), &mut Pairs(self));
             self.links[i as usize].lock().expect("links lock")[lv] = chosen.iter().map(|c| c.node).collect();
@@ -199,15 +213,14 @@ impl<E: IndexElement> MemoryGraph<E> {
     /// The `k` nearest nodes to `query` with a beam of `ef`, nearest first.
     pub fn search(&self, query: &[E], k: usize, ef: usize) -> Vec<Candidate<u32>> {
         let Some((ep, top)) = self.entry() else { return Vec::new() };
-        let mut view = View(self);
         let mut dq = ToQuery { g: self, q: query };
         let mut cur = vec![Candidate { distance: dq.distance(ep), node: ep }];
         for lv in (1..=top).rev() {
             let mut visited = HashSet::new();
-            cur = search_layer(&mut view, &mut dq, &cur, 1, lv, &mut visited);
+            cur = search_layer(&mut dq, &cur, 1, lv, &mut visited);
         }
         let mut visited = HashSet::new();
-        let mut found = search_layer(&mut view, &mut dq, &cur, ef.max(k), 0, &mut visited);
+        let mut found = search_layer(&mut dq, &cur, ef.max(k), 0, &mut visited);
         found.truncate(k);
         found
     }
@@ -249,7 +262,7 @@ mod tests {
         let mut flat = FlatVectors::new(32);
         data.iter().for_each(|v| flat.push(v));
         let g = MemoryGraph::new(Params::default(), metric, flat, 42);
-        g.build(threads, |_| {});
+        g.build(threads, &|| {}, |_| true);
         let mut hits = 0;
         for q in &queries {
             let got: HashSet<u32> = g.search(q, 10, 200).iter().map(|c| c.node).collect();
@@ -277,9 +290,9 @@ mod tests {
         let data = dataset(2000, 16, 3);
         let mut flat = FlatVectors::new(16);
         data.iter().for_each(|v| flat.push(v));
-        let p = Params { m: 8, ef_construction: 40 };
+        let p = Params::new(8, 40);
         let g = MemoryGraph::new(p, Metric::L2Squared, flat, 1);
-        g.build(2, |_| {});
+        g.build(2, &|| {}, |_| true);
         let (ep, top) = g.entry().unwrap();
         assert_eq!(g.levels[ep as usize] as usize, top);
         for i in 0..g.len() as u32 {
@@ -303,7 +316,7 @@ mod tests {
         let rows: Vec<Vec<u8>> = (0..1000).map(|_| (0..8).map(|_| rng.next_u64() as u8).collect()).collect();
         rows.iter().for_each(|r| flat.push(r));
         let g = MemoryGraph::new(Params::default(), Metric::Hamming, flat, 5);
-        g.build(2, |_| {});
+        g.build(2, &|| {}, |_| true);
         for q in rows.iter().take(20) {
             let best = g.search(q, 1, 100);
             assert_eq!(best[0].distance, 0.0);

@@ -14,11 +14,13 @@ pub struct Params {
     /// Neighbours per node on levels above 0 (level 0 keeps 2·m).
     pub m: usize,
     pub ef_construction: usize,
+    /// Highest level a node may get (page space can lower it below MAX_LEVEL).
+    pub max_level: usize,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { m: 16, ef_construction: 64 }
+        Params { m: 16, ef_construction: 64, max_level: MAX_LEVEL }
     }
 }
 
@@ -39,11 +41,26 @@ impl Params {
         2 * self.m + level * self.m
     }
 
+    pub fn new(m: usize, ef_construction: usize) -> Self {
+        Params { m, ef_construction, max_level: MAX_LEVEL }
+    }
+
+    /// The highest level whose element (header, all neighbour slots and the
+    /// vector) still fits in `item_space` bytes; None if not even level 0 fits.
+    pub fn level_cap(&self, vector_bytes: usize, item_space: usize) -> Option<usize> {
+        let fixed = layout::ELEMENT_HEADER + vector_bytes + 4;
+        let level0 = fixed + 2 * self.m * layout::SLOT_SIZE;
+        if level0 > item_space {
+            return None;
+        }
+        Some(((item_space - level0) / (self.m * layout::SLOT_SIZE)).min(MAX_LEVEL))
+    }
+
     /// Level for a uniform random number `u` in (0, 1]: floor(-ln(u) / ln(m)).
     pub fn level_for(&self, u: f64) -> usize {
         let ml = 1.0 / (self.m.max(2) as f64).ln();
         let u = u.clamp(f64::MIN_POSITIVE, 1.0);
-        ((-u.ln() * ml).floor() as usize).min(MAX_LEVEL)
+        ((-u.ln() * ml).floor() as usize).min(self.max_level)
     }
 }
 

@@ -43,19 +43,18 @@ pub trait PairDistance<N> {
 }
 
 /// Algorithm 2 of the HNSW paper: the `ef` nearest nodes to the query
+/// (`graph` knows the query and reads the links)
 /// reachable on `level` from `entry`, sorted nearest first. `visited` is
 /// shared across calls so a caller can continue a search.
-pub fn search_layer<G, Q>(
+pub fn search_layer<G>(
     graph: &mut G,
-    query: &mut Q,
     entry: &[Candidate<G::Node>],
     ef: usize,
     level: usize,
     visited: &mut HashSet<G::Node>,
 ) -> Vec<Candidate<G::Node>>
 where
-    G: Graph,
-    Q: QueryDistance<G::Node>,
+    G: Graph + QueryDistance<<G as Graph>::Node>,
 {
     let ef = ef.max(1);
     // candidates: min-heap by distance; results: max-heap of the best ef.
@@ -82,7 +81,7 @@ where
             if !visited.insert(n) {
                 continue;
             }
-            let d = query.distance(n);
+            let d = graph.distance(n);
             let worst = results.peek().map(|w| w.distance).unwrap_or(f32::INFINITY);
             if results.len() < ef || d < worst {
                 let cand = Candidate { distance: d, node: n };

@@ -1,0 +1,408 @@
+//! CREATE INDEX: scan the heap, link the graph in memory on all cores, write
+//! every page once without per-page WAL, then WAL-log them in one pass.
+//! Tuples beyond `maintenance_work_mem` wait in a temporary file and are
+//! inserted one by one through the ordinary insert path afterwards.
+
+use super::graph::index_value;
+use super::page::{self, add_item, init_page, max_item_size, LockedBuffer, META_BLOCK};
+use super::{column_dims, options, resolve_opclass};
+use pgrx::pg_sys;
+use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::memory::MemoryGraph;
+use quiver_core::hnsw::Params;
+use quiver_core::space::{ElementKind, FlatVectors, IndexElement};
+use std::io::{BufReader, BufWriter, Read, Write};
+
+/// Index shape from the relation: options, opclass and column dimensions.
+pub fn new_meta(index: pg_sys::Relation) -> Meta {
+    let oc = resolve_opclass(index);
+    let dims = column_dims(index);
+    if dims < 1 {
+        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "column does not have dimensions");
+    }
+    let (m, efc) = options::index_params(index);
+    let meta = Meta {
+        dims: dims as u32,
+        m: m as u16,
+        ef_construction: efc as u16,
+        metric: oc.metric,
+        kind: oc.kind,
+        entry: None,
+        insert_block: META_BLOCK,
+        elements: 0,
+    };
+    if params_of(&meta).level_cap(oc.kind.bytes_for(dims as usize), max_item_size() - 8).is_none() {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("column cannot have more than {} dimensions for hnsw index with m = {m}", max_dims(oc.kind, m))
+        );
+    }
+    meta
+}
+
+fn max_dims(kind: ElementKind, m: usize) -> usize {
+    let space = max_item_size() - 8 - quiver_core::hnsw::layout::ELEMENT_HEADER - 4 - 2 * m * 6;
+    match kind {
+        ElementKind::F32 => space / 4,
+        ElementKind::F16 => space / 2,
+        ElementKind::Bits => space * 8,
+    }
+}
+
+/// Search parameters of an index, with the level cap its page size allows.
+pub fn params_of(meta: &Meta) -> Params {
+    let mut p = meta.params();
+    let bytes = meta.kind.bytes_for(meta.dims as usize);
+    p.max_level = p.level_cap(bytes, max_item_size() - 8).unwrap_or(0);
+    p
+}
+
+/// Writes `meta` as the only item of a fresh page.
+fn write_meta_item(page: pg_sys::Page, meta: &Meta) {
+    init_page(page);
+    if add_item(page, &meta.to_bytes()) != Some(1) {
+        pgrx::error!("hnsw: could not write the meta page");
+    }
+}
+
+/// A spill file in the cluster's temporary directory (removed on drop, and
+/// by Postgres at restart after a crash, thanks to the pgsql_tmp prefix).
+struct Spill {
+    path: std::path::PathBuf,
+    writer: Option<BufWriter<std::fs::File>>,
+    count: usize,
+}
+
+impl Spill {
+    fn create() -> Spill {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::path::Path::new("base/pgsql_tmp");
+        let _ = std::fs::create_dir_all(dir);
+        let path = dir.join(format!(
+            "pgsql_tmpquiver_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&path)
+            .unwrap_or_else(|e| pgrx::error!("hnsw: cannot create temporary file {}: {e}", path.display()));
+        Spill { path, writer: Some(BufWriter::new(file)), count: 0 }
+    }
+    fn push(&mut self, tid: ItemRef, bytes: &[u8]) {
+        let w = self.writer.as_mut().expect("spill open for writing");
+        let r = w
+            .write_all(&tid.block.to_le_bytes())
+            .and_then(|_| w.write_all(&tid.offset.to_le_bytes()))
+            .and_then(|_| w.write_all(bytes));
+        if let Err(e) = r {
+            pgrx::error!("hnsw: cannot write temporary file: {e}");
+        }
+        self.count += 1;
+    }
+    fn reader(&mut self) -> BufReader<std::fs::File> {
+        if let Some(mut w) = self.writer.take() {
+            if let Err(e) = w.flush() {
+                pgrx::error!("hnsw: cannot write temporary file: {e}");
+            }
+        }
+        BufReader::new(
+            std::fs::File::open(&self.path).unwrap_or_else(|e| pgrx::error!("hnsw: cannot read temporary file: {e}")),
+        )
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct BuildState {
+    meta: Meta,
+    vector_bytes: usize,
+    data: Vec<u8>,
+    tids: Vec<ItemRef>,
+    budget: usize,
+    spill: Option<Spill>,
+    heap_tuples: f64,
+}
+
+/// Estimated memory of one element of the in-memory graph.
+fn per_element_bytes(meta: &Meta, vector_bytes: usize) -> usize {
+    vector_bytes + 6 + 1 + 2 * meta.m as usize * 4 + 96
+}
+
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: `state` is the BuildState passed to table_index_build_scan;
+    // values/isnull hold one column; tid is valid for the call.
+    let st = unsafe { &mut *(state as *mut BuildState) };
+    st.heap_tuples += 1.0;
+    if unsafe { *isnull } {
+        return;
+    }
+    let Some(v) = index_value(unsafe { *values }, &st.meta) else { return };
+    let tid = page::item_ref(unsafe { &*tid });
+    let per = per_element_bytes(&st.meta, st.vector_bytes);
+    if st.spill.is_none() && (st.tids.len() + 1) * per > st.budget {
+        pgrx::ereport!(
+            NOTICE,
+            pgrx::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!("hnsw graph no longer fits into maintenance_work_mem after {} tuples", st.tids.len()),
+            "Building will take significantly more time: the remaining tuples are inserted one by one.".to_string()
+        );
+        st.spill = Some(Spill::create());
+    }
+    match st.spill.as_mut() {
+        Some(s) => s.push(tid, v.as_bytes()),
+        None => {
+            st.data.extend_from_slice(v.as_bytes());
+            st.tids.push(tid);
+        }
+    }
+}
+
+fn typed<E: IndexElement>(data: &[u8], width: usize) -> FlatVectors<E> {
+    let mut f = FlatVectors::new(width);
+    f.data = vec![E::default(); data.len() / std::mem::size_of::<E>()];
+    bytemuck::cast_slice_mut::<E, u8>(&mut f.data).copy_from_slice(data);
+    f
+}
+
+/// Blocks all signals on a build worker thread so that Postgres' handlers
+/// only ever run on the backend's own thread.
+fn block_signals() {
+    // SAFETY: sigfillset/pthread_sigmask only touch this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn report_progress(done: usize) {
+    // SAFETY: progress reporting only writes this backend's status slot.
+    unsafe {
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, done as i64);
+    }
+}
+
+/// Links the collected vectors in memory; returns (links per node, levels, entry).
+fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>, Vec<u8>, Option<(u32, usize)>) {
+    let width = match st.meta.kind {
+        ElementKind::Bits => st.vector_bytes,
+        _ => st.meta.dims as usize,
+    };
+    let vectors = typed::<E>(&st.data, width);
+    let seed = 0x5155_4956_4552u64 ^ st.tids.len() as u64;
+    let graph = MemoryGraph::new(params_of(&st.meta), st.meta.metric, vectors, seed);
+    // SAFETY: reading the interrupt flag is a plain load of a sig_atomic_t.
+    let completed = graph.build(threads, &block_signals, |done| {
+        report_progress(done);
+        unsafe { pg_sys::InterruptPending == 0 }
+    });
+    if !completed {
+        pgrx::check_for_interrupts!();
+    }
+    let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
+    (links, graph.levels.clone(), graph.entry())
+}
+
+/// Positions of elements of the given sizes when appended to pages from
+/// block 1 on, reproducing PageAddItem's arithmetic.
+fn place(sizes: impl Iterator<Item = usize>) -> Vec<ItemRef> {
+    let header = std::mem::size_of::<pg_sys::PageHeaderData>();
+    let (mut block, mut lower, mut upper) = (1u32, header, pg_sys::BLCKSZ as usize);
+    let mut out = Vec::new();
+    for s in sizes {
+        let aligned = s.next_multiple_of(8);
+        if lower + 4 > upper.saturating_sub(aligned) {
+            block += 1;
+            lower = header;
+            upper = pg_sys::BLCKSZ as usize;
+        }
+        out.push(ItemRef { block, offset: ((lower - header) / 4 + 1) as u16 });
+        lower += 4;
+        upper -= aligned;
+    }
+    out
+}
+
+/// Writes meta and element pages without WAL (the build logs them at the end).
+fn write_pages(index: pg_sys::Relation, st: &BuildState, links: &[Vec<Vec<u32>>], levels: &[u8], entry: Option<(u32, usize)>) -> Meta {
+    let shape = ElementShape { params: params_of(&st.meta), vector_bytes: st.vector_bytes };
+    let places = place(levels.iter().map(|l| shape.size(*l as usize)));
+    let mut meta = st.meta;
+    meta.entry = entry.map(|(n, l)| (places[n as usize], l as u16));
+    meta.insert_block = places.last().map(|p| p.block).unwrap_or(META_BLOCK);
+    meta.elements = levels.len() as u64;
+
+    let meta_buf = page::new_page(index);
+    if meta_buf.block() != META_BLOCK {
+        pgrx::error!("hnsw: index is not empty at build start");
+    }
+    write_meta_item(meta_buf.page(), &meta);
+    // SAFETY: our own exclusively locked buffer; the build is WAL-logged later.
+    unsafe { pg_sys::MarkBufferDirty(meta_buf.buffer) };
+    drop(meta_buf);
+
+    let mut current: Option<LockedBuffer> = None;
+    for (i, place) in places.iter().enumerate() {
+        if current.as_ref().map(|b| b.block()) != Some(place.block) {
+            if let Some(b) = current.take() {
+                // SAFETY: as above.
+                unsafe { pg_sys::MarkBufferDirty(b.buffer) };
+            }
+            let b = page::new_page(index);
+            if b.block() != place.block {
+                pgrx::error!("hnsw: page {} allocated where {} was planned", b.block(), place.block);
+            }
+            init_page(b.page());
+            current = Some(b);
+        }
+        let level = levels[i] as usize;
+        let v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
+        let mut item = shape.encode(level, st.tids[i], v);
+        for (lv, l) in links[i].iter().enumerate() {
+            let refs: Vec<ItemRef> = l.iter().map(|n| places[*n as usize]).collect();
+            shape.set_neighbors(&mut item, lv, &refs);
+        }
+        let page = current.as_ref().expect("current page").page();
+        if add_item(page, &item) != Some(place.offset) {
+            pgrx::error!("hnsw: element {i} did not land at its planned position");
+        }
+    }
+    if let Some(b) = current.take() {
+        // SAFETY: as above.
+        unsafe { pg_sys::MarkBufferDirty(b.buffer) };
+    }
+    meta
+}
+
+fn needs_wal(index: pg_sys::Relation) -> bool {
+    // SAFETY: rd_rel is valid for an open relation.
+    unsafe { (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char }
+}
+
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    let meta = new_meta(index);
+    let vector_bytes = meta.kind.bytes_for(meta.dims as usize);
+    // SAFETY: maintenance_work_mem is a GUC (kB) read on this thread.
+    let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
+    let mut st = BuildState {
+        meta,
+        vector_bytes,
+        data: Vec::new(),
+        tids: Vec::new(),
+        budget,
+        spill: None,
+        heap_tuples: 0.0,
+    };
+    // SAFETY: the callback receives `st` back as its state pointer; the scan
+    // runs synchronously within this call.
+    unsafe {
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 1);
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            index_info,
+            true,
+            true,
+            Some(build_callback),
+            &mut st as *mut BuildState as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+        );
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 2);
+        pg_sys::pgstat_progress_update_param(
+            pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL as i32,
+            (st.tids.len() + st.spill.as_ref().map(|s| s.count).unwrap_or(0)) as i64,
+        );
+    }
+    // SAFETY: a plain GUC read.
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = (workers + 1).min(cores).max(1);
+    let (links, levels, entry) = match meta.kind {
+        ElementKind::F32 => link::<f32>(&st, threads),
+        ElementKind::F16 => link::<half::f16>(&st, threads),
+        ElementKind::Bits => link::<u8>(&st, threads),
+    };
+    unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
+    let mut written = write_pages(index, &st, &links, &levels, entry);
+    let index_tuples = levels.len() as f64;
+    drop((links, levels));
+    st.data = Vec::new();
+
+    if needs_wal(index) {
+        // SAFETY: the index's pages were all written above by this backend.
+        unsafe {
+            pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, page::nblocks(index), true);
+        }
+    }
+
+    let mut spilled = 0.0;
+    if let Some(mut spill) = st.spill.take() {
+        let mut r = spill.reader();
+        let mut head = [0u8; 6];
+        let mut v = vec![0u8; vector_bytes];
+        for i in 0..spill.count {
+            if r.read_exact(&mut head).and_then(|_| r.read_exact(&mut v)).is_err() {
+                pgrx::error!("hnsw: temporary file ended early");
+            }
+            let tid = ItemRef {
+                block: u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+                offset: u16::from_le_bytes([head[4], head[5]]),
+            };
+            super::insert::insert_element(index, &mut written, tid, quiver_core::space::AlignedBytes::from_bytes(&v));
+            spilled += 1.0;
+            if i % 256 == 0 {
+                report_progress(index_tuples as usize + i);
+                pgrx::check_for_interrupts!();
+            }
+        }
+    }
+
+    // SAFETY: palloc0 returns a zeroed IndexBuildResult we fill and hand to Postgres.
+    unsafe {
+        let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+        (*r).heap_tuples = st.heap_tuples;
+        (*r).index_tuples = index_tuples + spilled;
+        r
+    }
+}
+
+/// The init fork of an UNLOGGED index: just the meta page, WAL-logged.
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    let meta = new_meta(index);
+    // SAFETY: P_NEW on the init fork of a new unlogged index returns block 0,
+    // exclusively locked here and logged as a full page image.
+    unsafe {
+        let buffer = pg_sys::ReadBufferExtended(
+            index,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+            pg_sys::InvalidBlockNumber,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        let mut w = page::PageWrite::start(index);
+        let p = w.register(LockedBuffer { buffer }, true);
+        write_meta_item(p, &meta);
+        w.finish();
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+pub fn place_for_tests(sizes: &[usize]) -> Vec<ItemRef> {
+    place(sizes.iter().copied())
+}

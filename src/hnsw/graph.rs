@@ -1,0 +1,139 @@
+//! The graph as it lives in index pages, seen through the core's traits,
+//! and the conversion of indexed values into the bytes the index stores.
+
+use super::page::{corrupted, item, LockedBuffer};
+use pgrx::pg_sys;
+use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::{Graph, PairDistance, QueryDistance};
+use quiver_core::space::{distance_raw, normalize_raw, AlignedBytes, ElementKind, Metric};
+use std::collections::HashMap;
+
+/// The bytes an index stores for a `vector`/`halfvec`/`bit` datum, checked
+/// against the index's dimensions; None for a zero vector under cosine
+/// (its direction is undefined, so like pgvector it is not indexed).
+pub fn index_value(datum: pg_sys::Datum, meta: &Meta) -> Option<AlignedBytes> {
+    let (dims, bytes) = crate::varlena::datum_payload(datum, meta.kind);
+    if dims != meta.dims as usize {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            format!("expected {} dimensions, not {}", meta.dims, dims)
+        );
+    }
+    let mut v = AlignedBytes::from_bytes(&bytes);
+    if meta.metric == Metric::Cosine && !normalize_raw(meta.kind, &mut v) {
+        return None;
+    }
+    Some(v)
+}
+
+/// What a search learns about an element besides its distance.
+#[derive(Debug, Clone, Copy)]
+pub struct ElementInfo {
+    pub heap: ItemRef,
+    pub deleted: bool,
+}
+
+/// Reads the graph from pages; each access pins and share-locks one page
+/// briefly, so readers and writers only ever meet on single pages.
+pub struct DiskGraph {
+    pub index: pg_sys::Relation,
+    pub shape: ElementShape,
+    pub metric: Metric,
+    pub kind: ElementKind,
+    pub query: AlignedBytes,
+    /// Facts about every element whose distance was computed.
+    pub info: HashMap<u64, ElementInfo>,
+    /// Vectors of visited elements, kept when neighbour selection will need
+    /// distances between them (inserts).
+    pub keep_vectors: bool,
+    pub vectors: HashMap<u64, AlignedBytes>,
+    /// Elements read, for iterative scans' budget.
+    pub visited: usize,
+}
+
+impl DiskGraph {
+    pub fn new(index: pg_sys::Relation, meta: &Meta, query: AlignedBytes) -> Self {
+        DiskGraph {
+            index,
+            shape: ElementShape { params: meta.params(), vector_bytes: meta.kind.bytes_for(meta.dims as usize) },
+            metric: meta.metric,
+            kind: meta.kind,
+            query,
+            info: HashMap::new(),
+            keep_vectors: false,
+            vectors: HashMap::new(),
+            visited: 0,
+        }
+    }
+
+    /// Runs `f` on the bytes of element `r` under a share lock.
+    pub fn with_element<T>(&self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> T {
+        let buf = LockedBuffer::read(self.index, r.block, false);
+        let Some(bytes) = item(buf.page(), r.offset) else {
+            corrupted(self.index, &format!("no element at ({},{})", r.block, r.offset));
+        };
+        if let Err(e) = self.shape.validate(bytes) {
+            corrupted(self.index, &format!("element at ({},{}): {e}", r.block, r.offset));
+        }
+        f(bytes)
+    }
+
+    pub fn vector_of(&mut self, r: ItemRef) -> AlignedBytes {
+        if let Some(v) = self.vectors.get(&r.pack()) {
+            return v.clone();
+        }
+        let shape = self.shape;
+        let v = self.with_element(r, |b| AlignedBytes::from_bytes(shape.vector(b)));
+        if self.keep_vectors {
+            self.vectors.insert(r.pack(), v.clone());
+        }
+        v
+    }
+}
+
+impl Graph for DiskGraph {
+    type Node = u64;
+    fn neighbors(&mut self, node: u64, level: usize, out: &mut Vec<u64>) {
+        let shape = self.shape;
+        let mut refs = Vec::new();
+        self.with_element(ItemRef::unpack(node), |b| {
+            if ElementShape::level(b) >= level {
+                shape.neighbors(b, level, &mut refs)
+            }
+        });
+        out.extend(refs.iter().map(|r| r.pack()));
+    }
+}
+
+impl QueryDistance<u64> for DiskGraph {
+    fn distance(&mut self, node: u64) -> f32 {
+        let r = ItemRef::unpack(node);
+        let (shape, kind, metric) = (self.shape, self.kind, self.metric);
+        let keep = self.keep_vectors;
+        let query = &self.query;
+        let (d, info, vec) = self.with_element(r, |b| {
+            let v = shape.vector(b);
+            let d = distance_raw(kind, metric, query.as_bytes(), v);
+            let info = ElementInfo {
+                heap: ElementShape::heap(b),
+                deleted: ElementShape::is_deleted(b),
+            };
+            (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
+        });
+        self.visited += 1;
+        self.info.insert(node, info);
+        if let Some(v) = vec {
+            self.vectors.insert(node, v);
+        }
+        d
+    }
+}
+
+impl PairDistance<u64> for DiskGraph {
+    fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
+        let va = self.vector_of(ItemRef::unpack(a));
+        let vb = self.vector_of(ItemRef::unpack(b));
+        distance_raw(self.kind, self.metric, va.as_bytes(), vb.as_bytes())
+    }
+}

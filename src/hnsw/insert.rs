@@ -1,0 +1,229 @@
+//! INSERT: find neighbours by searching the on-page graph, place the new
+//! element, then link it into its neighbours' lists page by page.
+//!
+//! Locking: the search takes only brief share locks. Placing the element
+//! takes the meta page exclusively and then one data page (the meta page is
+//! always locked first). Linking locks one neighbour page at a time and
+//! re-checks the list it computed against, retrying when a concurrent
+//! insert changed it. No lock covers the whole index.
+
+use super::build::params_of;
+use super::graph::{index_value, DiskGraph};
+use super::page::{self, add_item, free_space, init_page, item, meta_from_page, LockedBuffer, PageWrite, META_BLOCK};
+use pgrx::pg_sys;
+use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, QueryDistance, SplitMix64};
+use quiver_core::space::{distance_raw, AlignedBytes};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+thread_local! {
+    static LEVEL_RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64(
+        (std::process::id() as u64) << 32
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7),
+    ));
+}
+
+fn random_unit() -> f64 {
+    LEVEL_RNG.with(|r| r.borrow_mut().next_unit())
+}
+
+/// Puts `data` on the insert page (or a new page) and updates the meta page
+/// in the same WAL record; sets the entry point when the index was empty.
+fn place(index: pg_sys::Relation, data: &[u8], level: usize) -> (ItemRef, Meta) {
+    let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
+    let mut meta = match meta_from_page(meta_buf.page()) {
+        Ok(m) => m,
+        Err(e) => page::corrupted(index, &format!("meta page: {e}")),
+    };
+    let mut target = None;
+    if meta.insert_block != META_BLOCK {
+        let b = LockedBuffer::read(index, meta.insert_block, true);
+        if free_space(b.page()) >= data.len().next_multiple_of(8) + 4 {
+            target = Some((b, false));
+        }
+    }
+    let (buf, fresh) = target.unwrap_or_else(|| (page::new_page(index), true));
+    let block = buf.block();
+    let mut w = PageWrite::start(index);
+    let meta_page = w.register(meta_buf, false);
+    let data_page = w.register(buf, fresh);
+    if fresh {
+        init_page(data_page);
+    }
+    let Some(offset) = add_item(data_page, data) else {
+        pgrx::error!("hnsw: element of {} bytes does not fit on a page", data.len());
+    };
+    let r = ItemRef { block, offset };
+    meta.insert_block = block;
+    meta.elements += 1;
+    if meta.entry.is_none() {
+        meta.entry = Some((r, level as u16));
+    }
+    item(meta_page, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
+    w.finish();
+    (r, meta)
+}
+
+/// Adds `new` to `node`'s list on `level`, pruning with the heuristic when full.
+fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize) {
+    let shape = g.shape;
+    let max = shape.params.max_neighbors(level);
+    for _attempt in 0..5 {
+        let (current, node_level) = g.with_element(node, |b| {
+            let mut l = Vec::new();
+            let nl = ElementShape::level(b);
+            if nl >= level {
+                shape.neighbors(b, level, &mut l);
+            }
+            (l, nl)
+        });
+        if node_level < level || current.contains(&new) {
+            return;
+        }
+        let next: Vec<ItemRef> = if current.len() < max {
+            let mut n = current.clone();
+            n.push(new);
+            n
+        } else {
+            let base = g.vector_of(node);
+            let mut cands: Vec<Candidate<u64>> = current
+                .iter()
+                .map(|c| {
+                    let v = g.vector_of(*c);
+                    Candidate { distance: distance_raw(g.kind, g.metric, base.as_bytes(), v.as_bytes()), node: c.pack() }
+                })
+                .collect();
+            cands.push(Candidate { distance: new_distance, node: new.pack() });
+            select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect()
+        };
+        if next == current {
+            return; // the new element did not make the cut
+        }
+        let buf = LockedBuffer::read(g.index, node.block, true);
+        let mut w = PageWrite::start(g.index);
+        let p = w.register(buf, false);
+        let Some(it) = item(p, node.offset) else {
+            page::corrupted(g.index, &format!("no element at ({},{})", node.block, node.offset));
+        };
+        let mut now = Vec::new();
+        shape.neighbors(it, level, &mut now);
+        if now != current {
+            continue; // changed under us: recompute (the guard aborts on drop)
+        }
+        shape.set_neighbors(it, level, &next);
+        w.finish();
+        return;
+    }
+}
+
+/// Inserts one element for heap tuple `heap` with vector bytes `v`.
+pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemRef, v: AlignedBytes) {
+    let meta = page::read_meta(index);
+    *meta_hint = meta;
+    let params = params_of(&meta);
+    let shape = ElementShape { params, vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let level = params.level_for(random_unit());
+    let Some((entry, top)) = meta.entry else {
+        let (me, m) = place(index, &shape.encode(level, heap, v.as_bytes()), level);
+        if m.entry.map(|(e, _)| e) != Some(me) {
+            // Someone else made the first insert meanwhile: our element sits
+            // unlinked; link it now like any other.
+            relink_after_race(index, m, heap, v, level);
+        }
+        return;
+    };
+    let top = top as usize;
+    let mut g = DiskGraph::new(index, &meta, v.clone());
+    g.keep_vectors = true;
+    let d = g.distance(entry.pack());
+    let mut cur = vec![Candidate { distance: d, node: entry.pack() }];
+    for lv in (level + 1..=top).rev() {
+        let mut visited = HashSet::new();
+        cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
+    }
+    let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
+    for lv in (0..=level.min(top)).rev() {
+        let mut visited = HashSet::new();
+        let found = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
+        chosen_per_level[lv] = select_neighbors(&found, params.max_neighbors(lv), &mut g);
+        if !found.is_empty() {
+            cur = found;
+        }
+    }
+    let mut data = shape.encode(level, heap, v.as_bytes());
+    for (lv, chosen) in chosen_per_level.iter().enumerate() {
+        let refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
+        shape.set_neighbors(&mut data, lv, &refs);
+    }
+    let (me, _) = place(index, &data, level);
+    for (lv, chosen) in chosen_per_level.iter().enumerate() {
+        for c in chosen {
+            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv);
+        }
+    }
+    if level > top {
+        let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
+        let mut w = PageWrite::start(index);
+        let p = w.register(meta_buf, false);
+        let it = item(p, 1).expect("meta item");
+        let mut m = match Meta::from_bytes(it) {
+            Ok(m) => m,
+            Err(e) => page::corrupted(index, &format!("meta page: {e}")),
+        };
+        if m.entry.map(|(_, l)| level > l as usize).unwrap_or(true) {
+            m.entry = Some((me, level as u16));
+            it.copy_from_slice(&m.to_bytes());
+            w.finish();
+        }
+    }
+}
+
+/// Rare path: two backends inserted "the first" element concurrently. The
+/// one that did not become the entry point searches for neighbours of its
+/// element now (found by its heap tid) and links it both ways.
+fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: AlignedBytes, level: usize) {
+    let Some((entry, top)) = meta.entry else { return };
+    let params = params_of(&meta);
+    let mut g = DiskGraph::new(index, &meta, v);
+    g.keep_vectors = true;
+    let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
+    for lv in (0..=top as usize).rev() {
+        let mut visited = HashSet::new();
+        cur = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
+    }
+    // our own element is the nearest one with our heap tid
+    let Some(me) = cur.iter().find(|c| g.info.get(&c.node).map(|i| i.heap == heap).unwrap_or(false)).map(|c| c.node) else {
+        return;
+    };
+    let others: Vec<Candidate<u64>> = cur.into_iter().filter(|c| c.node != me).collect();
+    let me = ItemRef::unpack(me);
+    for lv in 0..=level.min(top as usize) {
+        let chosen = select_neighbors(&others, params.max_neighbors(lv), &mut g);
+        for c in &chosen {
+            connect(&mut g, me, ItemRef::unpack(c.node), c.distance, lv);
+            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv);
+        }
+    }
+}
+
+pub unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _check_unique: pg_sys::IndexUniqueCheck::Type,
+    _index_unchanged: bool,
+    _index_info: *mut pg_sys::IndexInfo,
+) -> bool {
+    // SAFETY: one indexed column: values/isnull have one entry; heap_tid is valid.
+    if unsafe { *isnull } {
+        return false;
+    }
+    let mut meta = page::read_meta(index);
+    let Some(v) = index_value(unsafe { *values }, &meta) else { return false };
+    let heap = page::item_ref(unsafe { &*heap_tid });
+    insert_element(index, &mut meta, heap, v);
+    false
+}

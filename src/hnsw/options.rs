@@ -1,0 +1,139 @@
+//! Reloptions (`WITH (m = 16, ef_construction = 64)`) and the `hnsw.*`
+//! GUCs, with pgvector's names, defaults and ranges.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::PostgresGucEnum;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const DEFAULT_M: i32 = 16;
+pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum IterativeScan {
+    #[name = c"off"]
+    Off,
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+    #[name = c"strict_order"]
+    StrictOrder,
+}
+
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
+static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// The parsed reloptions, laid out as `build_reloptions` fills them.
+#[repr(C)]
+pub struct HnswOptions {
+    vl_len_: i32,
+    pub m: i32,
+    pub ef_construction: i32,
+}
+
+/// Called once from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"hnsw.ef_search",
+        c"Sets the size of the dynamic candidate list for search",
+        c"Valid range is 1..1000.",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"hnsw.iterative_scan",
+        c"Sets the mode for iterative scans",
+        c"off, relaxed_order or strict_order: keep scanning past ef_search so filtered queries return enough rows.",
+        &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hnsw.max_scan_tuples",
+        c"Sets the max number of tuples to visit for iterative scans",
+        c"",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: called once at library load, before any index uses the kind;
+    // the option names and descriptions are static C strings.
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr());
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind as u32, Ordering::Relaxed);
+        pg_sys::add_int_reloption(
+            kind,
+            c"m".as_ptr(),
+            c"Max number of connections".as_ptr(),
+            DEFAULT_M,
+            2,
+            100,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"ef_construction".as_ptr(),
+            c"Size of the dynamic candidate list for construction".as_ptr(),
+            DEFAULT_EF_CONSTRUCTION,
+            4,
+            1000,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+    }
+}
+
+pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+    let table = [
+        pg_sys::relopt_parse_elt {
+            optname: c"m".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(HnswOptions, m) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"ef_construction".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(HnswOptions, ef_construction) as i32,
+        },
+    ];
+    // SAFETY: the table describes HnswOptions' int fields; build_reloptions
+    // pallocs and fills a struct of the given size (or returns NULL).
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed) as pg_sys::relopt_kind::Type,
+            std::mem::size_of::<HnswOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        ) as *mut pg_sys::bytea
+    }
+}
+
+/// (m, ef_construction) of an index, defaults when unset; checks their relation.
+pub fn index_params(index: pg_sys::Relation) -> (usize, usize) {
+    // SAFETY: rd_options is NULL or the HnswOptions built by amoptions.
+    let (m, efc) = unsafe {
+        let o = (*index).rd_options as *const HnswOptions;
+        if o.is_null() {
+            (DEFAULT_M, DEFAULT_EF_CONSTRUCTION)
+        } else {
+            ((*o).m, (*o).ef_construction)
+        }
+    };
+    if efc < 2 * m {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "ef_construction must be greater than or equal to 2 * m"
+        );
+    }
+    (m as usize, efc as usize)
+}
