@@ -38,6 +38,17 @@ impl Metric {
             _ => return None,
         })
     }
+    /// The distance a graph is built with. Inner product is not a metric
+    /// (a point is not its own nearest neighbour), and graphs linked by it
+    /// leave small-norm points hard to reach; linking by L2 gives a
+    /// navigable graph, which queries then walk with the inner product.
+    pub fn construction(self) -> Metric {
+        match self {
+            Metric::NegativeDot => Metric::L2Squared,
+            m => m,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::L2Squared => "l2",

@@ -132,6 +132,7 @@ fn per_element_bytes(meta: &Meta, vector_bytes: usize) -> usize {
     vector_bytes + 6 + 1 + 2 * meta.m as usize * 4 + 96
 }
 
+#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn build_callback(
     _index: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
@@ -210,6 +211,7 @@ fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>
     if !completed {
         pgrx::check_for_interrupts!();
     }
+    graph.repair_reachability();
     let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
     (links, graph.levels.clone(), graph.entry())
 }
@@ -290,6 +292,7 @@ fn needs_wal(index: pg_sys::Relation) -> bool {
     unsafe { (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn ambuild(
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -382,6 +385,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 }
 
 /// The init fork of an UNLOGGED index: just the meta page, WAL-logged.
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let meta = new_meta(index);
     // SAFETY: P_NEW on the init fork of a new unlogged index returns block 0,

@@ -5,6 +5,7 @@
 use super::options::EF_SEARCH;
 use pgrx::pg_sys;
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amcostestimate(
     root: *mut pg_sys::PlannerInfo,
     path: *mut pg_sys::IndexPath,

@@ -128,6 +128,12 @@ impl QueryDistance<u64> for DiskGraph {
         }
         d
     }
+
+    /// Deleted elements are walked through but never results, and never
+    /// chosen as neighbours of new elements.
+    fn accept(&mut self, node: u64) -> bool {
+        self.info.get(&node).map(|i| !i.deleted).unwrap_or(true)
+    }
 }
 
 impl PairDistance<u64> for DiskGraph {

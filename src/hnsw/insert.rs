@@ -65,8 +65,10 @@ fn place(index: pg_sys::Relation, data: &[u8], level: usize) -> (ItemRef, Meta) 
     (r, meta)
 }
 
-/// Adds `new` to `node`'s list on `level`, pruning with the heuristic when full.
-fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize) {
+/// Adds `new` to `node`'s list on `level`, pruning with the heuristic when
+/// full; with `force`, a full list gives up its farthest link for `new` even
+/// when the heuristic would not keep it. Returns whether `new` is linked.
+fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize, force: bool) -> bool {
     let shape = g.shape;
     let max = shape.params.max_neighbors(level);
     for _attempt in 0..5 {
@@ -78,8 +80,11 @@ fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, le
             }
             (l, nl)
         });
-        if node_level < level || current.contains(&new) {
-            return;
+        if node_level < level {
+            return false;
+        }
+        if current.contains(&new) {
+            return true;
         }
         let next: Vec<ItemRef> = if current.len() < max {
             let mut n = current.clone();
@@ -94,11 +99,17 @@ fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, le
                     Candidate { distance: distance_raw(g.kind, g.metric, base.as_bytes(), v.as_bytes()), node: c.pack() }
                 })
                 .collect();
+            let farthest = cands.iter().enumerate().max_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i);
             cands.push(Candidate { distance: new_distance, node: new.pack() });
-            select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect()
+            let mut kept: Vec<ItemRef> = select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
+            if force && !kept.contains(&new) {
+                kept = current.clone();
+                kept[farthest.expect("full list")] = new;
+            }
+            kept
         };
-        if next == current {
-            return; // the new element did not make the cut
+        if !next.contains(&new) {
+            return false; // the new element did not make the cut
         }
         let buf = LockedBuffer::read(g.index, node.block, true);
         let mut w = PageWrite::start(g.index);
@@ -113,8 +124,9 @@ fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, le
         }
         shape.set_neighbors(it, level, &next);
         w.finish();
-        return;
+        return true;
     }
+    false
 }
 
 /// Inserts one element for heap tuple `heap` with vector bytes `v`.
@@ -135,6 +147,7 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
     };
     let top = top as usize;
     let mut g = DiskGraph::new(index, &meta, v.clone());
+    g.metric = meta.metric.construction();
     g.keep_vectors = true;
     let d = g.distance(entry.pack());
     let mut cur = vec![Candidate { distance: d, node: entry.pack() }];
@@ -158,8 +171,15 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
     }
     let (me, _) = place(index, &data, level);
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
+        let mut linked = false;
         for c in chosen {
-            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv);
+            linked |= connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, false);
+        }
+        // Nobody kept a link to the new element: it would be unreachable.
+        if !linked && lv == 0 {
+            if let Some(c) = chosen.first() {
+                connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, true);
+            }
         }
     }
     if level > top {
@@ -186,6 +206,7 @@ fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: Alig
     let Some((entry, top)) = meta.entry else { return };
     let params = params_of(&meta);
     let mut g = DiskGraph::new(index, &meta, v);
+    g.metric = meta.metric.construction();
     g.keep_vectors = true;
     let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
     for lv in (0..=top as usize).rev() {
@@ -201,12 +222,13 @@ fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: Alig
     for lv in 0..=level.min(top as usize) {
         let chosen = select_neighbors(&others, params.max_neighbors(lv), &mut g);
         for c in &chosen {
-            connect(&mut g, me, ItemRef::unpack(c.node), c.distance, lv);
-            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv);
+            connect(&mut g, me, ItemRef::unpack(c.node), c.distance, lv, false);
+            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, true);
         }
     }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn aminsert(
     index: pg_sys::Relation,
     values: *mut pg_sys::Datum,

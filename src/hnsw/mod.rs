@@ -93,6 +93,7 @@ pub fn column_dims(index: pg_sys::Relation) -> i32 {
 // (quiver reads the element kind from support function 1); never called.
 pg_function!(hnsw_type_support, |_a| Ok(pg_sys::Datum::from(0usize)));
 
+#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
     true
 }

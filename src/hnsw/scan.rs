@@ -31,6 +31,7 @@ fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {
     unsafe { &mut *((*scan).opaque as *mut ScanState) }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn ambeginscan(
     index: pg_sys::Relation,
     nkeys: i32,
@@ -56,6 +57,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amrescan(
     scan: pg_sys::IndexScanDesc,
     _keys: pg_sys::ScanKey,
@@ -131,6 +133,7 @@ fn search_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
     let st = state(scan);
     if !st.started {
@@ -163,6 +166,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // The state itself is dropped with the scan's memory context; release
     // its buffers of results early.

@@ -26,6 +26,7 @@ pub struct MemoryGraph<E: IndexElement> {
 struct ToQuery<'a, E: IndexElement> {
     g: &'a MemoryGraph<E>,
     q: &'a [E],
+    metric: Metric,
 }
 
 impl<E: IndexElement> Graph for ToQuery<'_, E> {
@@ -40,7 +41,7 @@ impl<E: IndexElement> Graph for ToQuery<'_, E> {
 
 impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
     fn distance(&mut self, node: u32) -> f32 {
-        E::distance(self.g.metric, self.q, self.g.vectors.get(node as usize))
+        E::distance(self.metric, self.q, self.g.vectors.get(node as usize))
     }
 }
 
@@ -49,7 +50,7 @@ struct Pairs<'a, E: IndexElement>(&'a MemoryGraph<E>);
 impl<E: IndexElement> PairDistance<u32> for Pairs<'_, E> {
     fn pair_distance(&mut self, a: u32, b: u32) -> f32 {
         let v = &self.0.vectors;
-        E::distance(self.0.metric, v.get(a as usize), v.get(b as usize))
+        E::distance(self.0.metric.construction(), v.get(a as usize), v.get(b as usize))
     }
 }
 
@@ -146,7 +147,7 @@ impl<E: IndexElement> MemoryGraph<E> {
         };
         let (ep, top) = entry;
         let q = self.vectors.get(i as usize);
-        let mut dq = ToQuery { g: self, q };
+        let mut dq = ToQuery { g: self, q, metric: self.metric.construction() };
         let mut cur = vec![Candidate { distance: dq.distance(ep), node: ep }];
         for lv in (level + 1..=top).rev() {
             let mut visited = HashSet::new();
@@ -194,7 +195,7 @@ impl<E: IndexElement> MemoryGraph<E> {
         let base = self.vectors.get(node as usize);
         let mut cands: Vec<Candidate<u32>> = current
             .iter()
-            .map(|&n| Candidate { distance: E::distance(self.metric, base, self.vectors.get(n as usize)), node: n })
+            .map(|&n| Candidate { distance: E::distance(self.metric.construction(), base, self.vectors.get(n as usize)), node: n })
             .collect();
         cands.push(Candidate { distance, node: new });
         let chosen = select_neighbors(&cands, max, &mut Pairs(self));
@@ -210,10 +211,85 @@ impl<E: IndexElement> MemoryGraph<E> {
         l[level] = list;
     }
 
+    /// Makes every node reachable on level 0 from the entry point. The
+    /// neighbour heuristic keeps links one-directional at times, and a node
+    /// that lost every incoming link can never be found; each such node is
+    /// linked from its nearest reachable node (replacing that node's
+    /// farthest link), until a walk from the entry point reaches all.
+    /// Returns how many links were added.
+    pub fn repair_reachability(&self) -> usize {
+        let Some((entry, _)) = self.entry() else { return 0 };
+        let n = self.len();
+        let mut added = 0;
+        for _round in 0..8 {
+            let mut seen = vec![false; n];
+            let mut stack = vec![entry];
+            seen[entry as usize] = true;
+            while let Some(x) = stack.pop() {
+                for &t in &self.links[x as usize].lock().expect("links lock")[0] {
+                    if !seen[t as usize] {
+                        seen[t as usize] = true;
+                        stack.push(t);
+                    }
+                }
+            }
+            let orphans: Vec<u32> = (0..n as u32).filter(|&i| !seen[i as usize]).collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for x in orphans {
+                let q = self.vectors.get(x as usize);
+                let mut candidates: Vec<Candidate<u32>> = self.links[x as usize].lock().expect("links lock")[0]
+                    .iter()
+                    .filter(|&&t| seen[t as usize])
+                    .map(|&t| Candidate { distance: E::distance(self.metric.construction(), q, self.vectors.get(t as usize)), node: t })
+                    .collect();
+                let mut more = self.search(q, self.params.ef_construction, self.params.ef_construction);
+                more.retain(|c| c.node != x && seen[c.node as usize]);
+                candidates.extend(more);
+                candidates.sort();
+                candidates.dedup_by_key(|c| c.node);
+                // Prefer the nearest node with a free slot: evicting a link
+                // could orphan another node.
+                let max = self.params.max_neighbors(0);
+                let roomy = candidates
+                    .iter()
+                    .find(|c| self.links[c.node as usize].lock().expect("links lock")[0].len() < max);
+                let Some(target) = roomy.or(candidates.first()) else { continue };
+                self.force_link(target.node, x, 0);
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Puts `new` into `node`'s list on `level`, evicting the farthest link when full.
+    fn force_link(&self, node: u32, new: u32, level: usize) {
+        let base = self.vectors.get(node as usize);
+        let mut l = self.links[node as usize].lock().expect("links lock");
+        let list = &mut l[level];
+        if list.contains(&new) {
+            return;
+        }
+        if list.len() < self.params.max_neighbors(level) {
+            list.push(new);
+            return;
+        }
+        let far = (0..list.len())
+            .max_by(|&a, &b| {
+                let c = self.metric.construction();
+                let da = E::distance(c, base, self.vectors.get(list[a] as usize));
+                let db = E::distance(c, base, self.vectors.get(list[b] as usize));
+                da.total_cmp(&db)
+            })
+            .expect("full list is not empty");
+        list[far] = new;
+    }
+
     /// The `k` nearest nodes to `query` with a beam of `ef`, nearest first.
     pub fn search(&self, query: &[E], k: usize, ef: usize) -> Vec<Candidate<u32>> {
         let Some((ep, top)) = self.entry() else { return Vec::new() };
-        let mut dq = ToQuery { g: self, q: query };
+        let mut dq = ToQuery { g: self, q: query, metric: self.metric };
         let mut cur = vec![Candidate { distance: dq.distance(ep), node: ep }];
         for lv in (1..=top).rev() {
             let mut visited = HashSet::new();
@@ -310,6 +386,27 @@ mod tests {
     }
 
     #[test]
+    fn repair_leaves_no_node_unreachable() {
+        let data = dataset(3000, 3, 5);
+        let mut flat = FlatVectors::new(3);
+        data.iter().for_each(|v| flat.push(v));
+        let g = MemoryGraph::new(Params::default(), Metric::L2Squared, flat, 2);
+        g.build(2, &|| {}, |_| true);
+        g.repair_reachability();
+        let (entry, _) = g.entry().unwrap();
+        let mut seen = HashSet::from([entry]);
+        let mut stack = vec![entry];
+        while let Some(x) = stack.pop() {
+            for t in &g.links(x)[0] {
+                if seen.insert(*t) {
+                    stack.push(*t);
+                }
+            }
+        }
+        assert_eq!(seen.len(), g.len());
+    }
+
+    #[test]
     fn hamming_on_bits() {
         let mut rng = SplitMix64(9);
         let mut flat = FlatVectors::<u8>::new(8);
@@ -331,5 +428,41 @@ mod tests {
         let above0 = (0..n).filter(|_| p.level_for(rng.next_unit()) > 0).count() as f64 / n as f64;
         // P(level >= 1) = 1/m
         assert!((above0 - 1.0 / 16.0).abs() < 0.005, "{above0}");
+    }
+}
+
+#[cfg(test)]
+mod inner_product_reachability {
+    use super::*;
+    #[test]
+    /// Inner product orphans many small-norm nodes; repair must still reach all.
+    fn repair_reaches_every_node_under_inner_product() {
+        let mut rng = SplitMix64(3);
+        let mut gauss = move || {
+            let u1 = rng.next_unit();
+            let u2 = rng.next_unit();
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        };
+        let centres: Vec<Vec<f32>> = (0..30).map(|_| (0..64).map(|_| gauss()).collect()).collect();
+        let mut flat = FlatVectors::new(64);
+        for i in 0..3000 {
+            let v: Vec<f32> = centres[i % 30].iter().map(|c| c + 0.4 * gauss()).collect();
+            flat.push(&v);
+        }
+        let g = MemoryGraph::new(Params::default(), Metric::NegativeDot, flat, 2);
+        g.build(2, &|| {}, |_| true);
+        let added = g.repair_reachability();
+        let (entry, _) = g.entry().unwrap();
+        let mut seen = HashSet::from([entry]);
+        let mut stack = vec![entry];
+        while let Some(x) = stack.pop() {
+            for t in &g.links(x)[0] {
+                if seen.insert(*t) {
+                    stack.push(*t);
+                }
+            }
+        }
+        assert!(added > 0);
+        assert_eq!(seen.len(), g.len());
     }
 }

@@ -35,6 +35,11 @@ pub trait Graph {
 /// Distance from one fixed query to nodes.
 pub trait QueryDistance<N> {
     fn distance(&mut self, node: N) -> f32;
+    /// Whether a node may be a result (false for deleted elements, which a
+    /// search still walks through). Asked only after `distance(node)`.
+    fn accept(&mut self, _node: N) -> bool {
+        true
+    }
 }
 
 /// Distance between two nodes (for neighbour selection).
@@ -61,8 +66,9 @@ where
     let mut candidates: BinaryHeap<std::cmp::Reverse<Candidate<G::Node>>> = BinaryHeap::new();
     let mut results: BinaryHeap<Candidate<G::Node>> = BinaryHeap::new();
     for c in entry {
-        if visited.insert(c.node) || results.is_empty() {
-            candidates.push(std::cmp::Reverse(*c));
+        visited.insert(c.node);
+        candidates.push(std::cmp::Reverse(*c));
+        if graph.accept(c.node) {
             results.push(*c);
         }
     }
@@ -86,9 +92,11 @@ where
             if results.len() < ef || d < worst {
                 let cand = Candidate { distance: d, node: n };
                 candidates.push(std::cmp::Reverse(cand));
-                results.push(cand);
-                if results.len() > ef {
-                    results.pop();
+                if graph.accept(n) {
+                    results.push(cand);
+                    if results.len() > ef {
+                        results.pop();
+                    }
                 }
             }
         }

@@ -1,0 +1,84 @@
+"""Real Postgres clusters for integration tests, started as the `postgres`
+OS user on loopback ports, in directories that user can reach."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import psycopg
+
+PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+
+def as_postgres(args: list[str], **kw) -> subprocess.CompletedProcess:
+    if os.geteuid() == 0:
+        args = ["sudo", "-u", "postgres", "--"] + args
+    return subprocess.run(args, check=True, capture_output=True, text=True, cwd="/", **kw)
+
+
+class Cluster:
+    def __init__(self, port: int, name: str = "c"):
+        self.port = port
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix=f"quiver-{name}-", dir="/var/tmp"))
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+
+    def init(self, extra_conf: str = "") -> "Cluster":
+        as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                     "--locale=C.UTF-8", "--encoding=UTF8"])
+        self.conf(f"""
+listen_addresses = '127.0.0.1'
+port = {self.port}
+unix_socket_directories = '{self.root}'
+shared_buffers = 128MB
+fsync = on
+wal_level = replica
+max_wal_senders = 4
+{extra_conf}
+""")
+        with open(self.data / "pg_hba.conf", "a") as f:
+            f.write("host replication all 127.0.0.1/32 trust\n")
+        return self
+
+    def conf(self, text: str) -> None:
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(text)
+
+    def start(self) -> "Cluster":
+        as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "120", "start"])
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run((["sudo", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+                       + [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
+                       capture_output=True, cwd="/")
+
+    def kill9(self) -> None:
+        """Kills the postmaster with SIGKILL (and so, soon, every backend)."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            r = subprocess.run(["pgrep", "-u", "postgres", "-f", str(self.data)], capture_output=True)
+            if r.returncode != 0:
+                break
+            time.sleep(0.1)
+        # children die when they notice the postmaster is gone; make sure
+        subprocess.run(["pkill", "-9", "-u", "postgres", "-f", str(self.data)], capture_output=True)
+        time.sleep(0.5)
+
+    def dsn(self, db: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={db}"
+
+    def connect(self, db: str = "postgres", autocommit: bool = True) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(db), autocommit=autocommit)
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
