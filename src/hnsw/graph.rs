@@ -6,7 +6,7 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{Graph, PairDistance, QueryDistance};
 use quiver_core::space::{distance_raw, normalize_raw, AlignedBytes, ElementKind, Metric};
-use std::collections::HashMap;
+use quiver_core::hnsw::fasthash::IdHashMap;
 
 /// The bytes an index stores for a `vector`/`halfvec`/`bit` datum, checked
 /// against the index's dimensions; None for a zero vector under cosine
@@ -43,11 +43,14 @@ pub struct DiskGraph {
     pub kind: ElementKind,
     pub query: AlignedBytes,
     /// Facts about every element whose distance was computed.
-    pub info: HashMap<u64, ElementInfo>,
+    pub info: IdHashMap<u64, ElementInfo>,
+    /// Level-0 links read along with each element's distance, so expanding
+    /// it later needs no second page access.
+    neighbors0: IdHashMap<u64, Vec<ItemRef>>,
     /// Vectors of visited elements, kept when neighbour selection will need
     /// distances between them (inserts).
     pub keep_vectors: bool,
-    pub vectors: HashMap<u64, AlignedBytes>,
+    pub vectors: IdHashMap<u64, AlignedBytes>,
     /// Elements read, for iterative scans' budget.
     pub visited: usize,
 }
@@ -60,9 +63,10 @@ impl DiskGraph {
             metric: meta.metric,
             kind: meta.kind,
             query,
-            info: HashMap::new(),
+            info: IdHashMap::default(),
+            neighbors0: IdHashMap::default(),
             keep_vectors: false,
-            vectors: HashMap::new(),
+            vectors: IdHashMap::default(),
             visited: 0,
         }
     }
@@ -95,6 +99,12 @@ impl DiskGraph {
 impl Graph for DiskGraph {
     type Node = u64;
     fn neighbors(&mut self, node: u64, level: usize, out: &mut Vec<u64>) {
+        if level == 0 {
+            if let Some(refs) = self.neighbors0.remove(&node) {
+                out.extend(refs.iter().map(|r| r.pack()));
+                return;
+            }
+        }
         let shape = self.shape;
         let mut refs = Vec::new();
         self.with_element(ItemRef::unpack(node), |b| {
@@ -112,6 +122,7 @@ impl QueryDistance<u64> for DiskGraph {
         let (shape, kind, metric) = (self.shape, self.kind, self.metric);
         let keep = self.keep_vectors;
         let query = &self.query;
+        let mut links = Vec::with_capacity(shape.params.max_neighbors(0));
         let (d, info, vec) = self.with_element(r, |b| {
             let v = shape.vector(b);
             let d = distance_raw(kind, metric, query.as_bytes(), v);
@@ -119,10 +130,12 @@ impl QueryDistance<u64> for DiskGraph {
                 heap: ElementShape::heap(b),
                 deleted: ElementShape::is_deleted(b),
             };
+            shape.neighbors(b, 0, &mut links);
             (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
         });
         self.visited += 1;
         self.info.insert(node, info);
+        self.neighbors0.insert(node, links);
         if let Some(v) = vec {
             self.vectors.insert(node, v);
         }

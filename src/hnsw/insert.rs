@@ -15,7 +15,7 @@ use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, QueryDistance, SplitMix64};
 use quiver_core::space::{distance_raw, AlignedBytes};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use quiver_core::hnsw::fasthash::IdHashSet;
 
 thread_local! {
     static LEVEL_RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64(
@@ -152,12 +152,12 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
     let d = g.distance(entry.pack());
     let mut cur = vec![Candidate { distance: d, node: entry.pack() }];
     for lv in (level + 1..=top).rev() {
-        let mut visited = HashSet::new();
+        let mut visited = IdHashSet::default();
         cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
     }
     let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
     for lv in (0..=level.min(top)).rev() {
-        let mut visited = HashSet::new();
+        let mut visited = IdHashSet::default();
         let found = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
         chosen_per_level[lv] = select_neighbors(&found, params.max_neighbors(lv), &mut g);
         if !found.is_empty() {
@@ -210,7 +210,7 @@ fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: Alig
     g.keep_vectors = true;
     let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
     for lv in (0..=top as usize).rev() {
-        let mut visited = HashSet::new();
+        let mut visited = IdHashSet::default();
         cur = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
     }
     // our own element is the nearest one with our heap tid

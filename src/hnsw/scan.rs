@@ -1,27 +1,29 @@
 //! Index scans: `ORDER BY embedding <op> $1 LIMIT k`. Results come back in
 //! distance order. With `hnsw.iterative_scan` the scan searches again with a
-//! doubled beam when the first `ef_search` candidates are used up (a WHERE
-//! clause filtered them), skipping what it returned, until the graph or
-//! `hnsw.max_scan_tuples` is exhausted.
+//! continues the same level-0 search (frontier and visited set carried
+//! over) when the first `ef_search` candidates are used up (a WHERE clause
+//! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
 use super::graph::{index_value, DiskGraph};
 use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES};
 use super::page;
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ItemRef, Meta};
+use quiver_core::hnsw::fasthash::IdHashSet;
+use quiver_core::hnsw::resumable::Resumable;
 use quiver_core::hnsw::{search_layer, Candidate, QueryDistance};
 use quiver_core::space::AlignedBytes;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 struct ScanState {
     meta: Meta,
     query: Option<AlignedBytes>,
+    /// The search in progress: the graph reader and the resumable frontier.
+    search: Option<(DiskGraph, Resumable<u64>)>,
     results: VecDeque<(f32, ItemRef)>,
-    returned: HashSet<u64>,
+    returned: IdHashSet<u64>,
     started: bool,
     exhausted: bool,
-    ef: usize,
-    visited: usize,
     last_distance: f32,
 }
 
@@ -44,12 +46,11 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         let st = ScanState {
             meta: page::read_meta(index),
             query: None,
+            search: None,
             results: VecDeque::new(),
-            returned: HashSet::new(),
+            returned: IdHashSet::default(),
             started: false,
             exhausted: false,
-            ef: 0,
-            visited: 0,
             last_distance: f32::NEG_INFINITY,
         };
         (*scan).opaque = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(st) as *mut _;
@@ -68,9 +69,9 @@ pub unsafe extern "C-unwind" fn amrescan(
     let st = state(scan);
     st.results.clear();
     st.returned.clear();
+    st.search = None;
     st.started = false;
     st.exhausted = false;
-    st.visited = 0;
     st.last_distance = f32::NEG_INFINITY;
     // SAFETY: orderbys holds norderbys scan keys; the descriptor's own copy
     // (orderByData) is refreshed from them as index AMs are expected to do.
@@ -90,46 +91,46 @@ pub unsafe extern "C-unwind" fn amrescan(
     }
 }
 
-/// Searches with beam `ef` and queues the elements not returned yet.
-fn search_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
-    st.meta = page::read_meta(unsafe { (*scan).indexRelation });
+/// Descends the upper levels and sets up the level-0 search.
+fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    // SAFETY: the descriptor is live during the scan.
+    let index = unsafe { (*scan).indexRelation };
+    st.meta = page::read_meta(index);
     let (Some(query), Some((entry, top))) = (st.query.clone(), st.meta.entry) else {
         st.exhausted = true;
         return;
     };
-    let index = unsafe { (*scan).indexRelation };
     let mut g = DiskGraph::new(index, &st.meta, query);
     let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
     for lv in (1..=top as usize).rev() {
-        let mut visited = HashSet::new();
+        let mut visited = IdHashSet::default();
         cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
     }
-    let mut visited = HashSet::new();
-    let found = search_layer(&mut g, &cur, st.ef, 0, &mut visited);
-    st.visited += g.visited;
-    let round_visited = g.visited;
-    let before = st.returned.len() + st.results.len();
-    let strict = ITERATIVE_SCAN.get() == IterativeScan::StrictOrder && !st.returned.is_empty();
-    let mut queued: HashSet<u64> = st.results.iter().map(|(_, h)| h.pack()).collect();
-    for c in found {
+    let r = Resumable::new(&mut g, &cur);
+    st.search = Some((g, r));
+}
+
+/// Queues the next batch of results (beam `ef`); marks the scan exhausted
+/// when the graph has nothing more.
+fn next_batch(st: &mut ScanState, ef: usize) {
+    let Some((g, r)) = st.search.as_mut() else {
+        st.exhausted = true;
+        return;
+    };
+    let batch = r.next_batch(g, ef);
+    if batch.is_empty() {
+        st.exhausted = true;
+        return;
+    }
+    let strict = ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
+    for c in batch {
         let Some(info) = g.info.get(&c.node) else { continue };
-        if info.deleted {
-            continue;
-        }
-        let key = info.heap.pack();
-        if st.returned.contains(&key) || queued.contains(&key) {
-            continue;
-        }
         if strict && c.distance < st.last_distance {
             continue; // would break the order already returned
         }
-        queued.insert(key);
-        st.results.push_back((c.distance, info.heap));
-    }
-    // Nothing new although the beam covered everything this round reached:
-    // the graph has no more to give.
-    if st.returned.len() + st.results.len() == before && st.ef >= round_visited {
-        st.exhausted = true;
+        if st.returned.insert(info.heap.pack()) {
+            st.results.push_back((c.distance, info.heap));
+        }
     }
 }
 
@@ -138,12 +139,11 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     let st = state(scan);
     if !st.started {
         st.started = true;
-        st.ef = EF_SEARCH.get().max(1) as usize;
-        search_round(scan, st);
+        start_search(scan, st);
+        next_batch(st, EF_SEARCH.get().max(1) as usize);
     }
     loop {
         if let Some((d, heap)) = st.results.pop_front() {
-            st.returned.insert(heap.pack());
             st.last_distance = st.last_distance.max(d);
             // SAFETY: the descriptor is live; we report an exact ordering.
             unsafe {
@@ -156,21 +156,20 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         if st.exhausted || ITERATIVE_SCAN.get() == IterativeScan::Off {
             return false;
         }
-        let limit = MAX_SCAN_TUPLES.get().max(1) as usize;
-        if st.visited >= limit || st.ef >= limit {
+        let visited = st.search.as_ref().map(|(_, r)| r.visited_count).unwrap_or(0);
+        if visited >= MAX_SCAN_TUPLES.get().max(1) as usize {
             return false;
         }
         pgrx::check_for_interrupts!();
-        st.ef = (st.ef * 2).min(limit);
-        search_round(scan, st);
+        next_batch(st, EF_SEARCH.get().max(1) as usize);
     }
 }
 
-#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // The state itself is dropped with the scan's memory context; release
     // its buffers of results early.
     let st = state(scan);
     st.results = VecDeque::new();
-    st.returned = HashSet::new();
+    st.returned = IdHashSet::default();
+    st.search = None;
 }

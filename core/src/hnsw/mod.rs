@@ -2,8 +2,10 @@
 //! search and neighbour selection run on the in-memory build graph
 //! ([`memory`]) and on Postgres pages (in the glue).
 
+pub mod fasthash;
 pub mod layout;
 pub mod memory;
+pub mod resumable;
 pub mod search;
 
 pub use search::{search_layer, select_neighbors, Candidate, Graph, PairDistance, QueryDistance};

@@ -1,7 +1,8 @@
 //! Layer search and neighbour selection, generic over where the graph lives.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashSet};
+use super::fasthash::IdHashSet;
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 
 /// A node at a distance from the query; ordered by distance, then node.
@@ -56,7 +57,7 @@ pub fn search_layer<G>(
     entry: &[Candidate<G::Node>],
     ef: usize,
     level: usize,
-    visited: &mut HashSet<G::Node>,
+    visited: &mut IdHashSet<G::Node>,
 ) -> Vec<Candidate<G::Node>>
 where
     G: Graph + QueryDistance<<G as Graph>::Node>,
