@@ -61,17 +61,21 @@ max_wal_senders = 4
                        capture_output=True, cwd="/")
 
     def kill9(self) -> None:
-        """Kills the postmaster with SIGKILL (and so, soon, every backend)."""
+        """Kills the postmaster and all its processes with SIGKILL, as a
+        power failure would; the next start must run crash recovery."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
         os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            r = subprocess.run(["pgrep", "-u", "postgres", "-f", str(self.data)], capture_output=True)
-            if r.returncode != 0:
-                break
-            time.sleep(0.1)
-        # children die when they notice the postmaster is gone; make sure
-        subprocess.run(["pkill", "-9", "-u", "postgres", "-f", str(self.data)], capture_output=True)
-        time.sleep(0.5)
+        for c in children:
+            try:
+                os.kill(int(c), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in [pid] + [int(c) for c in children]:
+            for _ in range(100):
+                if not pathlib.Path(f"/proc/{p}").exists():
+                    break
+                time.sleep(0.05)
 
     def dsn(self, db: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={db}"

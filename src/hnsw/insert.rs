@@ -28,9 +28,24 @@ fn random_unit() -> f64 {
     LEVEL_RNG.with(|r| r.borrow_mut().next_unit())
 }
 
+/// A link to add in the same WAL record as a new element: `node`'s level-0
+/// list, as read before placing, and the list it should become (with the
+/// new element's slot marked by `NEW_SLOT`).
+struct FirstLink {
+    node: ItemRef,
+    expected: Vec<ItemRef>,
+    next: Vec<ItemRef>,
+}
+
+/// Placeholder for the new element's position in `FirstLink::next`.
+const NEW_SLOT: ItemRef = ItemRef { block: u32::MAX - 1, offset: 0 };
+
 /// Puts `data` on the insert page (or a new page) and updates the meta page
 /// in the same WAL record; sets the entry point when the index was empty.
-fn place(index: pg_sys::Relation, data: &[u8], level: usize) -> (ItemRef, Meta) {
+/// With `first_link`, the nearest neighbour's link to the new element goes
+/// into that record too, so that after a crash at any point the element
+/// is reachable. Returns the position and whether that link was written.
+fn place(index: pg_sys::Relation, data: &[u8], level: usize, first_link: Option<&FirstLink>, shape: &ElementShape) -> (ItemRef, Meta, bool) {
     let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
     let mut meta = match meta_from_page(meta_buf.page()) {
         Ok(m) => m,
@@ -55,6 +70,25 @@ fn place(index: pg_sys::Relation, data: &[u8], level: usize) -> (ItemRef, Meta) 
         pgrx::error!("hnsw: element of {} bytes does not fit on a page", data.len());
     };
     let r = ItemRef { block, offset };
+    // Placers hold the meta page exclusively, so no other backend holds two
+    // data pages while we lock the neighbour's: no deadlock.
+    let mut linked = false;
+    if let Some(fl) = first_link {
+        let link_page = if fl.node.block == block {
+            Some(data_page)
+        } else {
+            Some(w.register(LockedBuffer::read(index, fl.node.block, true), false))
+        };
+        if let Some(it) = link_page.and_then(|p| item(p, fl.node.offset)) {
+            let mut now = Vec::new();
+            shape.neighbors(it, 0, &mut now);
+            if now == fl.expected {
+                let next: Vec<ItemRef> = fl.next.iter().map(|x| if *x == NEW_SLOT { r } else { *x }).collect();
+                shape.set_neighbors(it, 0, &next);
+                linked = true;
+            }
+        }
+    }
     meta.insert_block = block;
     meta.elements += 1;
     if meta.entry.is_none() {
@@ -62,13 +96,39 @@ fn place(index: pg_sys::Relation, data: &[u8], level: usize) -> (ItemRef, Meta) 
     }
     item(meta_page, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
     w.finish();
-    (r, meta)
+    (r, meta, linked)
+}
+
+/// The level-0 list `node` should have with the new element (at distance
+/// `d`) forced in: appended when there is room, else replacing the farthest.
+fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
+    let shape = g.shape;
+    let expected = g.with_element(node, |b| {
+        let mut l = Vec::new();
+        shape.neighbors(b, 0, &mut l);
+        l
+    });
+    let mut next = expected.clone();
+    if next.len() < shape.params.max_neighbors(0) {
+        next.push(NEW_SLOT);
+    } else {
+        let base = g.vector_of(node);
+        let far = (0..next.len()).max_by(|&a, &b| {
+            let va = g.vector_of(next[a]);
+            let vb = g.vector_of(next[b]);
+            let da = distance_raw(g.kind, g.metric, base.as_bytes(), va.as_bytes());
+            let db = distance_raw(g.kind, g.metric, base.as_bytes(), vb.as_bytes());
+            da.total_cmp(&db)
+        })?;
+        next[far] = NEW_SLOT;
+    }
+    Some(FirstLink { node, expected, next })
 }
 
 /// Adds `new` to `node`'s list on `level`, pruning with the heuristic when
 /// full; with `force`, a full list gives up its farthest link for `new` even
 /// when the heuristic would not keep it. Returns whether `new` is linked.
-fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize, force: bool) -> bool {
+pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize, force: bool) -> bool {
     let shape = g.shape;
     let max = shape.params.max_neighbors(level);
     for _attempt in 0..5 {
@@ -137,7 +197,7 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
     let shape = ElementShape { params, vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
     let level = params.level_for(random_unit());
     let Some((entry, top)) = meta.entry else {
-        let (me, m) = place(index, &shape.encode(level, heap, v.as_bytes()), level);
+        let (me, m, _) = place(index, &shape.encode(level, heap, v.as_bytes()), level, None, &shape);
         if m.entry.map(|(e, _)| e) != Some(me) {
             // Someone else made the first insert meanwhile: our element sits
             // unlinked; link it now like any other.
@@ -169,9 +229,10 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
         let refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
         shape.set_neighbors(&mut data, lv, &refs);
     }
-    let (me, _) = place(index, &data, level);
+    let first = chosen_per_level[0].first().and_then(|c| plan_first_link(&mut g, ItemRef::unpack(c.node)));
+    let (me, _, first_linked) = place(index, &data, level, first.as_ref(), &shape);
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
-        let mut linked = false;
+        let mut linked = lv == 0 && first_linked;
         for c in chosen {
             linked |= connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, false);
         }
