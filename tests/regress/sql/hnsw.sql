@@ -24,7 +24,7 @@ INSERT INTO items VALUES (1000, '[3,1,2]', '[3,1,2]', B'111');
 SELECT id FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 1;
 DELETE FROM items WHERE id = 1000;
 VACUUM items;
-SELECT id FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 1;
+SELECT id FROM items ORDER BY embedding <-> '[3.1,1,2]' LIMIT 1;
 SELECT (r->>'deleted')::int AS deleted FROM (SELECT quiver.index_check('items_l2') AS r) s;
 -- errors
 SELECT id FROM items ORDER BY embedding <-> '[1,2]' LIMIT 1;
