@@ -72,8 +72,9 @@ def test_kill9_during_concurrent_inserts_loses_no_committed_row():
             assert committed <= rows and len(rows - committed) <= 4
             # Concurrent inserts can leave a rare element without incoming
             # links until VACUUM relinks it; the crash itself loses none.
+            # Elements of transactions the crash aborted stay until VACUUM.
             report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
-            assert report["live"] == len(rows) and report["unreachable_live"] <= len(rows) // 1000, report
+            assert report["live"] >= len(rows) and report["unreachable_live"] <= len(rows) // 1000, report
             conn.execute("VACUUM t")
             ids = all_ids_through_index(conn)
             assert len(ids) == len(set(ids)), "a row came back twice"

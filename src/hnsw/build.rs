@@ -203,13 +203,16 @@ fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>
     let vectors = typed::<E>(&st.data, width);
     let seed = 0x5155_4956_4552u64 ^ st.tids.len() as u64;
     let graph = MemoryGraph::new(params_of(&st.meta), st.meta.metric, vectors, seed);
-    // SAFETY: reading the interrupt flag is a plain load of a sig_atomic_t.
+    // Stop early only for a cancel or a termination request: other
+    // interrupts (catch-up, barriers) are harmless and must not cut the
+    // graph short. SAFETY: plain loads of sig_atomic_t flags.
     let completed = graph.build(threads, &block_signals, |done| {
         report_progress(done);
-        unsafe { pg_sys::InterruptPending == 0 }
+        unsafe { pg_sys::QueryCancelPending == 0 && pg_sys::ProcDiePending == 0 }
     });
     if !completed {
         pgrx::check_for_interrupts!();
+        pgrx::error!("hnsw index build was interrupted");
     }
     graph.repair_reachability();
     let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();

@@ -1,7 +1,7 @@
 //! The graph as it lives in index pages, seen through the core's traits,
 //! and the conversion of indexed values into the bytes the index stores.
 
-use super::page::{corrupted, item, LockedBuffer};
+use super::page::{corrupted, item};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{Graph, PairDistance, QueryDistance};
@@ -53,6 +53,17 @@ pub struct DiskGraph {
     pub vectors: IdHashMap<u64, AlignedBytes>,
     /// Elements read, for iterative scans' budget.
     pub visited: usize,
+    /// Buffers this reader keeps pinned (not locked), so that revisiting a
+    /// page costs a content lock instead of a buffer-table lookup. Released
+    /// by `release_pins` and on drop; never kept across calls from
+    /// Postgres, so an abort's resource cleanup never meets them.
+    pins: IdHashMap<u32, pg_sys::Buffer>,
+}
+
+impl Drop for DiskGraph {
+    fn drop(&mut self) {
+        self.release_pins();
+    }
 }
 
 impl DiskGraph {
@@ -68,19 +79,56 @@ impl DiskGraph {
             keep_vectors: false,
             vectors: IdHashMap::default(),
             visited: 0,
+            pins: IdHashMap::default(),
         }
     }
 
-    /// Runs `f` on the bytes of element `r` under a share lock.
-    pub fn with_element<T>(&self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> T {
-        let buf = LockedBuffer::read(self.index, r.block, false);
-        let Some(bytes) = item(buf.page(), r.offset) else {
-            corrupted(self.index, &format!("no element at ({},{})", r.block, r.offset));
-        };
-        if let Err(e) = self.shape.validate(bytes) {
-            corrupted(self.index, &format!("element at ({},{}): {e}", r.block, r.offset));
+    pub fn release_pins(&mut self) {
+        for (_, b) in self.pins.drain() {
+            // SAFETY: each buffer was pinned once by us in `pinned` and is not locked.
+            unsafe { pg_sys::ReleaseBuffer(b) };
         }
-        f(bytes)
+    }
+
+    fn pinned(&mut self, block: u32) -> pg_sys::Buffer {
+        if let Some(b) = self.pins.get(&block) {
+            return *b;
+        }
+        // SAFETY: the index is open; ReadBufferExtended raises ERROR for a
+        // block past the end rather than returning garbage.
+        let b = unsafe {
+            pg_sys::ReadBufferExtended(
+                self.index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                block,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            )
+        };
+        self.pins.insert(block, b);
+        b
+    }
+
+    /// Runs `f` on the bytes of element `r` under a share lock.
+    pub fn with_element<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> T {
+        let buffer = self.pinned(r.block);
+        // SAFETY: we hold a pin on `buffer`; the share lock is released below
+        // before anything else can raise an error (f is plain Rust code).
+        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        let page = unsafe { pg_sys::BufferGetPage(buffer) };
+        let checked = match item(page, r.offset) {
+            None => Err(format!("no element at ({},{})", r.block, r.offset)),
+            Some(bytes) => match self.shape.validate(bytes) {
+                Err(e) => Err(format!("element at ({},{}): {e}", r.block, r.offset)),
+                Ok(_) => Ok(f(bytes)),
+            },
+        };
+        // SAFETY: we took this share lock above.
+        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+        match checked {
+            Ok(v) => v,
+            Err(detail) => corrupted(self.index, &detail),
+        }
     }
 
     pub fn vector_of(&mut self, r: ItemRef) -> AlignedBytes {
@@ -121,7 +169,8 @@ impl QueryDistance<u64> for DiskGraph {
         let r = ItemRef::unpack(node);
         let (shape, kind, metric) = (self.shape, self.kind, self.metric);
         let keep = self.keep_vectors;
-        let query = &self.query;
+        // Moved out for the call (with_element borrows self mutably), put back below.
+        let query = std::mem::take(&mut self.query);
         let mut links = Vec::with_capacity(shape.params.max_neighbors(0));
         let (d, info, vec) = self.with_element(r, |b| {
             let v = shape.vector(b);
@@ -133,6 +182,7 @@ impl QueryDistance<u64> for DiskGraph {
             shape.neighbors(b, 0, &mut links);
             (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
         });
+        self.query = query;
         self.visited += 1;
         self.info.insert(node, info);
         self.neighbors0.insert(node, links);

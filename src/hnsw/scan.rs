@@ -107,6 +107,7 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
     }
     let r = Resumable::new(&mut g, &cur);
+    g.release_pins();
     st.search = Some((g, r));
 }
 
@@ -118,6 +119,7 @@ fn next_batch(st: &mut ScanState, ef: usize) {
         return;
     };
     let batch = r.next_batch(g, ef);
+    g.release_pins();
     if batch.is_empty() {
         st.exhausted = true;
         return;

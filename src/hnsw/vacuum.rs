@@ -142,7 +142,7 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
         for x in orphans {
             pgrx::check_for_interrupts!();
             let xr = ItemRef::unpack(x);
-            let probe = DiskGraph::new(index, &meta, AlignedBytes::default());
+            let mut probe = DiskGraph::new(index, &meta, AlignedBytes::default());
             let v = probe.with_element(xr, |b| AlignedBytes::from_bytes(shape.vector(b)));
             let mut g = DiskGraph::new(index, &meta, v);
             g.metric = meta.metric.construction();
