@@ -361,7 +361,10 @@ def main() -> None:
                 r.update(dataset=name, rows=len(data.base), metric=data.metric)
                 versions[cname] = r["version"]
                 results.append(r)
+                # keep what is measured so far if a later step fails
+                (args.out / "partial.json").write_text(json.dumps(results, indent=1))
     print(report(results, environment(server, versions, args.seconds), args.out))
+    (args.out / "partial.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
