@@ -21,6 +21,23 @@ def as_postgres(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, capture_output=True, text=True, cwd="/", **kw)
 
 
+def children_of(pid: int) -> list[str]:
+    """Child process ids of `pid`, read from /proc (no procps needed)."""
+    out = []
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces, so split after ')'
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append(d.name)
+    return out
+
+
 class Cluster:
     def __init__(self, port: int, name: str = "c"):
         self.port = port
@@ -64,7 +81,7 @@ max_wal_senders = 4
         """Kills the postmaster and all its processes with SIGKILL, as a
         power failure would; the next start must run crash recovery."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        children = children_of(pid)
         os.kill(pid, signal.SIGKILL)
         for c in children:
             try:
