@@ -4,7 +4,8 @@
 use super::page::{corrupted, item};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{Graph, PairDistance, QueryDistance};
+use quiver_core::hnsw::fasthash::IdHashSet;
+use quiver_core::hnsw::{search_layer, Candidate, Graph, PairDistance, QueryDistance};
 use quiver_core::space::{distance_raw, normalize_raw, AlignedBytes, ElementKind, Metric};
 use quiver_core::hnsw::fasthash::IdHashMap;
 
@@ -81,6 +82,18 @@ impl DiskGraph {
             visited: 0,
             pins: IdHashMap::default(),
         }
+    }
+
+    /// Greedy descent (beam 1) from the entry point through the levels
+    /// above `down_to`; returns the nearest element found, the start for
+    /// the search on level `down_to`.
+    pub fn descend(&mut self, entry: ItemRef, top: usize, down_to: usize) -> Vec<Candidate<u64>> {
+        let mut cur = vec![Candidate { distance: self.distance(entry.pack()), node: entry.pack() }];
+        for lv in (down_to + 1..=top).rev() {
+            let mut visited = IdHashSet::default();
+            cur = search_layer(self, &cur, 1, lv, &mut visited);
+        }
+        cur
     }
 
     pub fn release_pins(&mut self) {

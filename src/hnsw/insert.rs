@@ -12,7 +12,7 @@ use super::graph::{index_value, DiskGraph};
 use super::page::{self, add_item, free_space, init_page, item, meta_from_page, LockedBuffer, PageWrite, META_BLOCK};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, QueryDistance, SplitMix64};
+use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, SplitMix64};
 use quiver_core::space::{distance_raw, AlignedBytes};
 use std::cell::RefCell;
 use quiver_core::hnsw::fasthash::IdHashSet;
@@ -209,12 +209,7 @@ pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemR
     let mut g = DiskGraph::new(index, &meta, v.clone());
     g.metric = meta.metric.construction();
     g.keep_vectors = true;
-    let d = g.distance(entry.pack());
-    let mut cur = vec![Candidate { distance: d, node: entry.pack() }];
-    for lv in (level + 1..=top).rev() {
-        let mut visited = IdHashSet::default();
-        cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
-    }
+    let mut cur = g.descend(entry, top, level);
     let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
     for lv in (0..=level.min(top)).rev() {
         let mut visited = IdHashSet::default();
@@ -269,11 +264,9 @@ fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: Alig
     let mut g = DiskGraph::new(index, &meta, v);
     g.metric = meta.metric.construction();
     g.keep_vectors = true;
-    let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
-    for lv in (0..=top as usize).rev() {
-        let mut visited = IdHashSet::default();
-        cur = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
-    }
+    let start = g.descend(entry, top as usize, 0);
+    let mut visited = IdHashSet::default();
+    let cur = search_layer(&mut g, &start, params.ef_construction, 0, &mut visited);
     // our own element is the nearest one with our heap tid
     let Some(me) = cur.iter().find(|c| g.info.get(&c.node).map(|i| i.heap == heap).unwrap_or(false)).map(|c| c.node) else {
         return;

@@ -11,7 +11,6 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ItemRef, Meta};
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::resumable::Resumable;
-use quiver_core::hnsw::{search_layer, Candidate, QueryDistance};
 use quiver_core::space::AlignedBytes;
 use std::collections::VecDeque;
 
@@ -101,11 +100,7 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         return;
     };
     let mut g = DiskGraph::new(index, &st.meta, query);
-    let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
-    for lv in (1..=top as usize).rev() {
-        let mut visited = IdHashSet::default();
-        cur = search_layer(&mut g, &cur, 1, lv, &mut visited);
-    }
+    let cur = g.descend(entry, top as usize, 0);
     let r = Resumable::new(&mut g, &cur);
     g.release_pins();
     st.search = Some((g, r));

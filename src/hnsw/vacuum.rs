@@ -11,7 +11,7 @@ use super::graph::DiskGraph;
 use super::page::{self, item, max_offset, LockedBuffer, PageWrite};
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
 use quiver_core::hnsw::layout::ItemRef;
-use quiver_core::hnsw::{search_layer, Candidate, QueryDistance};
+use quiver_core::hnsw::{search_layer, Candidate};
 use quiver_core::space::AlignedBytes;
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::ElementShape;
@@ -147,12 +147,9 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             let mut g = DiskGraph::new(index, &meta, v);
             g.metric = meta.metric.construction();
             g.keep_vectors = true;
-            let mut cur = vec![Candidate { distance: g.distance(entry.pack()), node: entry.pack() }];
-            for lv in (0..=top as usize).rev() {
-                let mut visited = IdHashSet::default();
-                let ef = if lv == 0 { shape.params.ef_construction } else { 1 };
-                cur = search_layer(&mut g, &cur, ef, lv, &mut visited);
-            }
+            let start = g.descend(entry, top as usize, 0);
+            let mut visited = IdHashSet::default();
+            let cur = search_layer(&mut g, &start, shape.params.ef_construction, 0, &mut visited);
             let max = shape.params.max_neighbors(0);
             let reachable: Vec<&Candidate<u64>> = cur.iter().filter(|c| c.node != x && seen.contains(&c.node)).collect();
             let roomy = reachable.iter().find(|c| links.get(&c.node).map(|(l, _)| l.len() < max).unwrap_or(false));
