@@ -218,40 +218,33 @@ pub fn float8_state_arg(args: &Args, n: usize) -> &[f64] {
     }
 }
 
+/// A new one-dimensional array of by-value elements.
+fn by_value_array(datums: &[pg_sys::Datum], elemtype: pg_sys::Oid, len: i16, align: u8) -> pg_sys::Datum {
+    // SAFETY: construct_array copies `datums.len()` by-value datums of the
+    // given type, length and alignment into a new palloc'd array.
+    unsafe {
+        pg_sys::Datum::from(pg_sys::construct_array(
+            datums.as_ptr() as *mut pg_sys::Datum,
+            datums.len() as i32,
+            elemtype,
+            len as i32,
+            true,
+            align as std::ffi::c_char,
+        ))
+    }
+}
+
 /// A new `float8[]` datum.
 pub fn float8_array_datum(values: &[f64]) -> pg_sys::Datum {
     let datums: Vec<pg_sys::Datum> = values.iter().map(|v| crate::fmgr::float8(*v)).collect();
-    // SAFETY: construct_array copies `len` by-value float8 datums into a new
-    // palloc'd array; the Vec outlives the call.
-    unsafe {
-        let a = pg_sys::construct_array(
-            datums.as_ptr() as *mut pg_sys::Datum,
-            datums.len() as i32,
-            pg_sys::FLOAT8OID,
-            8,
-            true,
-            b'd' as std::ffi::c_char,
-        );
-        pg_sys::Datum::from(a)
-    }
+    by_value_array(&datums, pg_sys::FLOAT8OID, 8, b'd')
 }
 
 /// A new `real[]` datum.
 pub fn float4_array_datum(values: &[f32]) -> pg_sys::Datum {
     use pgrx::IntoDatum;
     let datums: Vec<pg_sys::Datum> = values.iter().map(|v| v.into_datum().expect("float4")).collect();
-    // SAFETY: as above, with by-value float4 elements (TYPALIGN_INT).
-    unsafe {
-        let a = pg_sys::construct_array(
-            datums.as_ptr() as *mut pg_sys::Datum,
-            datums.len() as i32,
-            pg_sys::FLOAT4OID,
-            4,
-            true,
-            b'i' as std::ffi::c_char,
-        );
-        pg_sys::Datum::from(a)
-    }
+    by_value_array(&datums, pg_sys::FLOAT4OID, 4, b'i')
 }
 
 /// The integer typmods of a `cstring[]` argument (`vector(3)` gives `[3]`).

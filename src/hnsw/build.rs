@@ -344,7 +344,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         ElementKind::Bits => link::<u8>(&st, threads),
     };
     unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
-    let mut written = write_pages(index, &st, &links, &levels, entry);
+    write_pages(index, &st, &links, &levels, entry);
     let index_tuples = levels.len() as f64;
     drop((links, levels));
     st.data = Vec::new();
@@ -369,7 +369,9 @@ pub unsafe extern "C-unwind" fn ambuild(
                 block: u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
                 offset: u16::from_le_bytes([head[4], head[5]]),
             };
-            super::insert::insert_element(index, &mut written, tid, quiver_core::space::AlignedBytes::from_bytes(&v));
+            // fresh meta each time: the previous insert may have moved the entry point
+            let meta = page::read_meta(index);
+            super::insert::insert_element(index, &meta, tid, quiver_core::space::AlignedBytes::from_bytes(&v));
             spilled += 1.0;
             if i % 256 == 0 {
                 report_progress(index_tuples as usize + i);
@@ -407,9 +409,4 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         write_meta_item(p, &meta);
         w.finish();
     }
-}
-
-#[cfg(any(test, feature = "pg_test"))]
-pub fn place_for_tests(sizes: &[usize]) -> Vec<ItemRef> {
-    place(sizes.iter().copied())
 }

@@ -48,12 +48,10 @@ pub struct DiskGraph {
     /// Level-0 links read along with each element's distance, so expanding
     /// it later needs no second page access.
     neighbors0: IdHashMap<u64, Vec<ItemRef>>,
-    /// Vectors of visited elements, kept when neighbour selection will need
-    /// distances between them (inserts).
+    /// Vectors of elements, kept when neighbour selection will need
+    /// distances between them (inserts); pair distances fill it too.
     pub keep_vectors: bool,
     pub vectors: IdHashMap<u64, AlignedBytes>,
-    /// Elements read, for iterative scans' budget.
-    pub visited: usize,
     /// Buffers this reader keeps pinned (not locked), so that revisiting a
     /// page costs a content lock instead of a buffer-table lookup. Released
     /// by `release_pins` and on drop; never kept across calls from
@@ -79,7 +77,6 @@ impl DiskGraph {
             neighbors0: IdHashMap::default(),
             keep_vectors: false,
             vectors: IdHashMap::default(),
-            visited: 0,
             pins: IdHashMap::default(),
         }
     }
@@ -144,16 +141,13 @@ impl DiskGraph {
         }
     }
 
-    pub fn vector_of(&mut self, r: ItemRef) -> AlignedBytes {
-        if let Some(v) = self.vectors.get(&r.pack()) {
-            return v.clone();
+    /// Reads element `node`'s vector into the cache unless it is there.
+    fn cache_vector(&mut self, node: u64) {
+        if !self.vectors.contains_key(&node) {
+            let shape = self.shape;
+            let v = self.with_element(ItemRef::unpack(node), |b| AlignedBytes::from_bytes(shape.vector(b)));
+            self.vectors.insert(node, v);
         }
-        let shape = self.shape;
-        let v = self.with_element(r, |b| AlignedBytes::from_bytes(shape.vector(b)));
-        if self.keep_vectors {
-            self.vectors.insert(r.pack(), v.clone());
-        }
-        v
     }
 }
 
@@ -196,7 +190,6 @@ impl QueryDistance<u64> for DiskGraph {
             (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
         });
         self.query = query;
-        self.visited += 1;
         self.info.insert(node, info);
         self.neighbors0.insert(node, links);
         if let Some(v) = vec {
@@ -213,9 +206,11 @@ impl QueryDistance<u64> for DiskGraph {
 }
 
 impl PairDistance<u64> for DiskGraph {
+    /// Neighbour selection compares stored elements pairwise, many times
+    /// each: their vectors are read once and compared in place.
     fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
-        let va = self.vector_of(ItemRef::unpack(a));
-        let vb = self.vector_of(ItemRef::unpack(b));
-        distance_raw(self.kind, self.metric, va.as_bytes(), vb.as_bytes())
+        self.cache_vector(a);
+        self.cache_vector(b);
+        distance_raw(self.kind, self.metric, self.vectors[&a].as_bytes(), self.vectors[&b].as_bytes())
     }
 }

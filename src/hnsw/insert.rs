@@ -12,8 +12,8 @@ use super::graph::{index_value, DiskGraph};
 use super::page::{self, add_item, free_space, init_page, item, meta_from_page, LockedBuffer, PageWrite, META_BLOCK};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, SplitMix64};
-use quiver_core::space::{distance_raw, AlignedBytes};
+use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, PairDistance, SplitMix64};
+use quiver_core::space::AlignedBytes;
 use std::cell::RefCell;
 use quiver_core::hnsw::fasthash::IdHashSet;
 
@@ -112,14 +112,8 @@ fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
     if next.len() < shape.params.max_neighbors(0) {
         next.push(NEW_SLOT);
     } else {
-        let base = g.vector_of(node);
-        let far = (0..next.len()).max_by(|&a, &b| {
-            let va = g.vector_of(next[a]);
-            let vb = g.vector_of(next[b]);
-            let da = distance_raw(g.kind, g.metric, base.as_bytes(), va.as_bytes());
-            let db = distance_raw(g.kind, g.metric, base.as_bytes(), vb.as_bytes());
-            da.total_cmp(&db)
-        })?;
+        let dists: Vec<f32> = next.iter().map(|n| g.pair_distance(node.pack(), n.pack())).collect();
+        let far = (0..next.len()).max_by(|&a, &b| dists[a].total_cmp(&dists[b]))?;
         next[far] = NEW_SLOT;
     }
     Some(FirstLink { node, expected, next })
@@ -151,13 +145,9 @@ pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distan
             n.push(new);
             n
         } else {
-            let base = g.vector_of(node);
             let mut cands: Vec<Candidate<u64>> = current
                 .iter()
-                .map(|c| {
-                    let v = g.vector_of(*c);
-                    Candidate { distance: distance_raw(g.kind, g.metric, base.as_bytes(), v.as_bytes()), node: c.pack() }
-                })
+                .map(|c| Candidate { distance: g.pair_distance(node.pack(), c.pack()), node: c.pack() })
                 .collect();
             let farthest = cands.iter().enumerate().max_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i);
             cands.push(Candidate { distance: new_distance, node: new.pack() });
@@ -189,10 +179,11 @@ pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distan
     false
 }
 
-/// Inserts one element for heap tuple `heap` with vector bytes `v`.
-pub fn insert_element(index: pg_sys::Relation, meta_hint: &mut Meta, heap: ItemRef, v: AlignedBytes) {
-    let meta = page::read_meta(index);
-    *meta_hint = meta;
+/// Inserts one element for heap tuple `heap` with vector bytes `v`;
+/// `meta` is the meta page as the caller just read it (its entry point is
+/// where the search starts).
+pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: AlignedBytes) {
+    let meta = *meta;
     let params = params_of(&meta);
     let shape = ElementShape { params, vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
     let level = params.level_for(random_unit());
@@ -297,9 +288,9 @@ pub unsafe extern "C-unwind" fn aminsert(
     if unsafe { *isnull } {
         return false;
     }
-    let mut meta = page::read_meta(index);
+    let meta = page::read_meta(index);
     let Some(v) = index_value(unsafe { *values }, &meta) else { return false };
     let heap = page::item_ref(unsafe { &*heap_tid });
-    insert_element(index, &mut meta, heap, v);
+    insert_element(index, &meta, heap, v);
     false
 }
