@@ -45,9 +45,6 @@ pub struct DiskGraph {
     pub query: AlignedBytes,
     /// Facts about every element whose distance was computed.
     pub info: IdHashMap<u64, ElementInfo>,
-    /// Level-0 links read along with each element's distance, so expanding
-    /// it later needs no second page access.
-    neighbors0: IdHashMap<u64, Vec<ItemRef>>,
     /// Vectors of elements, kept when neighbour selection will need
     /// distances between them (inserts); pair distances fill it too.
     pub keep_vectors: bool,
@@ -57,6 +54,8 @@ pub struct DiskGraph {
     /// by `release_pins` and on drop; never kept across calls from
     /// Postgres, so an abort's resource cleanup never meets them.
     pins: IdHashMap<u32, pg_sys::Buffer>,
+    /// Scratch for `prefetch`: page address and item offset per node.
+    prefetching: Vec<(*const u8, u16)>,
 }
 
 impl Drop for DiskGraph {
@@ -74,10 +73,10 @@ impl DiskGraph {
             kind: meta.kind,
             query,
             info: IdHashMap::default(),
-            neighbors0: IdHashMap::default(),
             keep_vectors: false,
             vectors: IdHashMap::default(),
             pins: IdHashMap::default(),
+            prefetching: Vec::new(),
         }
     }
 
@@ -154,12 +153,6 @@ impl DiskGraph {
 impl Graph for DiskGraph {
     type Node = u64;
     fn neighbors(&mut self, node: u64, level: usize, out: &mut Vec<u64>) {
-        if level == 0 {
-            if let Some(refs) = self.neighbors0.remove(&node) {
-                out.extend(refs.iter().map(|r| r.pack()));
-                return;
-            }
-        }
         let shape = self.shape;
         let mut refs = Vec::new();
         self.with_element(ItemRef::unpack(node), |b| {
@@ -178,7 +171,6 @@ impl QueryDistance<u64> for DiskGraph {
         let keep = self.keep_vectors;
         // Moved out for the call (with_element borrows self mutably), put back below.
         let query = std::mem::take(&mut self.query);
-        let mut links = Vec::with_capacity(shape.params.max_neighbors(0));
         let (d, info, vec) = self.with_element(r, |b| {
             let v = shape.vector(b);
             let d = distance_raw(kind, metric, query.as_bytes(), v);
@@ -186,16 +178,61 @@ impl QueryDistance<u64> for DiskGraph {
                 heap: ElementShape::heap(b),
                 deleted: ElementShape::is_deleted(b),
             };
-            shape.neighbors(b, 0, &mut links);
             (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
         });
         self.query = query;
         self.info.insert(node, info);
-        self.neighbors0.insert(node, links);
         if let Some(v) = vec {
             self.vectors.insert(node, v);
         }
         d
+    }
+
+    /// Pins the pages of all `nodes` and asks the CPU to start loading each
+    /// element, so the cache misses of one expansion overlap instead of
+    /// being paid one after the other in `distance`.
+    fn prefetch(&mut self, nodes: &[u64]) {
+        const PAGE: usize = pg_sys::BLCKSZ as usize;
+        const LINE: usize = 64;
+        let header = std::mem::size_of::<pg_sys::PageHeaderData>() - std::mem::size_of::<pg_sys::ItemIdData>();
+        let mut todo = std::mem::take(&mut self.prefetching);
+        todo.clear();
+        for &n in nodes {
+            let r = ItemRef::unpack(n);
+            let buffer = self.pinned(r.block);
+            // SAFETY: the buffer is pinned by us, so its page stays mapped at
+            // this address; only the address is taken here, nothing is read.
+            let page = unsafe { pg_sys::BufferGetPage(buffer) } as *const u8;
+            prefetch_line(page);
+            todo.push((page, r.offset));
+        }
+        for &(page, offset) in &todo {
+            let slot = header + 4 * (offset.max(1) as usize - 1);
+            if slot + 4 > PAGE {
+                continue;
+            }
+            // SAFETY: in bounds of the pinned page. Read without the content
+            // lock on purpose: the value only chooses which lines to
+            // prefetch (a hint that cannot fault), it is bounds-checked
+            // below, and `distance` reads the element again under the lock.
+            let id = unsafe { std::ptr::read_volatile(page.add(slot) as *const u32) };
+            let (start, len) = ((id & 0x7fff) as usize, (id >> 17) as usize);
+            if start + len > PAGE {
+                continue;
+            }
+            let mut at = start & !(LINE - 1);
+            // The first lines are enough: the hardware prefetcher streams
+            // the rest of the vector once `distance` walks into it, and
+            // prefetching whole elements measured no faster (it stalls on
+            // the CPU's outstanding-miss slots).
+            let end = (start + len).min(at + 4 * LINE);
+            while at < end {
+                // SAFETY: `at` is inside the pinned page (checked above).
+                prefetch_line(unsafe { page.add(at) });
+                at += LINE;
+            }
+        }
+        self.prefetching = todo;
     }
 
     /// Deleted elements are walked through but never results, and never
@@ -213,4 +250,18 @@ impl PairDistance<u64> for DiskGraph {
         self.cache_vector(b);
         distance_raw(self.kind, self.metric, self.vectors[&a].as_bytes(), self.vectors[&b].as_bytes())
     }
+}
+
+/// Starts loading the cache line at `p` (a hint: never faults, never blocks).
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch has no architectural effect and accepts any address;
+    // SSE is part of the x86_64 baseline.
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

@@ -59,10 +59,9 @@ impl<N: Copy + Eq + Hash + Ord> Resumable<N> {
             }
             links.clear();
             graph.neighbors(c.node, 0, &mut links);
+            links.retain(|n| self.visited.insert(*n));
+            graph.prefetch(&links);
             for &n in &links {
-                if !self.visited.insert(n) {
-                    continue;
-                }
                 let d = graph.distance(n);
                 self.visited_count += 1;
                 let cand = Candidate { distance: d, node: n };

@@ -41,6 +41,10 @@ pub trait QueryDistance<N> {
     fn accept(&mut self, _node: N) -> bool {
         true
     }
+    /// Told which nodes `distance` is about to be asked for, so storage that
+    /// waits on memory can start fetching all of them at once (each visit
+    /// on pages is a cache miss; overlapping them hides most of the wait).
+    fn prefetch(&mut self, _nodes: &[N]) {}
 }
 
 /// Distance between two nodes (for neighbour selection).
@@ -84,10 +88,9 @@ where
         }
         links.clear();
         graph.neighbors(c.node, level, &mut links);
+        links.retain(|n| visited.insert(*n));
+        graph.prefetch(&links);
         for &n in &links {
-            if !visited.insert(n) {
-                continue;
-            }
             let d = graph.distance(n);
             let worst = results.peek().map(|w| w.distance).unwrap_or(f32::INFINITY);
             if results.len() < ef || d < worst {
