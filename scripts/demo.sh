@@ -21,6 +21,16 @@ CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(3));
 INSERT INTO items (embedding) VALUES ('[1,2,3]'), ('[4,5,6]'), ('[1,1,1]'), ('[-1,0,2]');
 SELECT id, embedding, embedding <-> '[3,1,2]' AS l2 FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 3;
 SELECT avg(embedding) AS centroid, binary_quantize(avg(embedding)) AS code FROM items;
+-- blue/green: the application queries an alias; v2 has another dimension
+SELECT quiver.create_collection('docs_v1', 3);
+INSERT INTO docs_v1 SELECT i, array[i, i % 7, 1]::real[]::vector, jsonb_build_object('n', i) FROM generate_series(1, 1000) i;
+SELECT quiver.create_alias('docs', 'docs_v1');
+SELECT id, payload FROM docs ORDER BY embedding <=> '[3,1,1]' LIMIT 3;
+SELECT quiver.create_collection('docs_v2', 4, distance => 'l2', shards => 2);
+INSERT INTO docs_v2 SELECT i, array[i, i % 5, 1, 0]::real[]::vector, NULL FROM generate_series(1, 1000) i;
+SELECT quiver.switch_alias('docs', 'docs_v2');
+SELECT id FROM docs ORDER BY embedding <-> '[3,1,1,0]' LIMIT 3;
+SELECT name, vector_size, distance, shards, points_count, aliases, status FROM quiver.collections;
 SQL
 
 cat <<MSG

@@ -20,6 +20,7 @@ mod vector_type;
 ::pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec", requires = ["vector"]);
 ::pgrx::extension_sql_file!("../sql/bit.sql", name = "bit", requires = ["halfvec"]);
 ::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["bit"]);
+::pgrx::extension_sql_file!("../sql/collections.sql", name = "collections", requires = ["hnsw"]);
 
 /// Runs when Postgres loads the library: registers GUCs and reloptions.
 #[pgrx::pg_guard]
