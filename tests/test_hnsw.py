@@ -141,7 +141,9 @@ def test_delete_vacuum_insert_keeps_recall(db):
     db.execute("DELETE FROM items WHERE id % 2 = 0")
     db.execute("VACUUM items")
     report = db.execute("SELECT quiver.index_check('items_v_idx')").fetchone()[0]
-    assert report["deleted"] == 1500 and report["live"] == 1500
+    # VACUUM unlinked and freed the deleted elements
+    assert report["deleted"] == 0 and report["live"] == 1500 and report["elements"] == 1500, report
+    assert report["unreachable_live"] == 0, report
     load(db, "vector", data[3000:], ids=range(3000, 4000))
     live = [i for i in range(4000) if i >= 3000 or i % 2 == 1]
     after = []
@@ -149,6 +151,31 @@ def test_delete_vacuum_insert_keeps_recall(db):
         got = query(db, "vector", "<->", q)
         after.append(recall_at_k([live.index(i) for i in got], data[live], q, "l2"))
     assert np.mean(after) >= fresh - 0.01, (fresh, np.mean(after))
+
+
+def test_vacuum_reuses_the_space_of_deleted_elements(db):
+    """Churn (insert a batch, delete it, VACUUM) must not grow the index
+    without bound: freed space goes to later inserts. Answers stay exact
+    against brute force on what is left."""
+    data = clustered(3000, DIM, seed=71)
+    batch = clustered(1000, DIM, seed=72)
+    queries = clustered(30, DIM, seed=73)
+    load(db, "vector", data)
+    db.execute("CREATE INDEX items_v_idx ON items USING hnsw (v vector_l2_ops)")
+    sizes = []
+    for rnd in range(6):
+        load(db, "vector", batch, ids=range(10_000 + rnd * 1000, 11_000 + rnd * 1000))
+        db.execute("DELETE FROM items WHERE id >= 10000")
+        db.execute("VACUUM items")
+        sizes.append(db.execute("SELECT pg_relation_size('items_v_idx')").fetchone()[0])
+    # the first round grows the index by one batch; later rounds reuse it
+    assert sizes[-1] <= sizes[0] * 1.05, sizes
+    report = db.execute("SELECT quiver.index_check('items_v_idx')").fetchone()[0]
+    assert report["elements"] == 3000 and report["deleted"] == 0 and report["unreachable_live"] == 0, report
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET hnsw.ef_search = 100")
+    r = mean_recall(db, "vector", "<->", "l2", data, queries)
+    assert r >= 0.97, r
 
 
 def test_reindex_and_create_index_concurrently(db):

@@ -118,18 +118,30 @@ impl DiskGraph {
         b
     }
 
-    /// Runs `f` on the bytes of element `r` under a share lock.
+    /// Runs `f` on the bytes of element `r` under a share lock; an element
+    /// that is not there is corruption.
     pub fn with_element<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> T {
+        match self.with_element_if_present(r, f) {
+            Some(v) => v,
+            None => corrupted(self.index, &format!("no element at ({},{})", r.block, r.offset)),
+        }
+    }
+
+    /// Runs `f` on the bytes of element `r` under a share lock; None when
+    /// the slot is empty. A search may hold a link read before VACUUM
+    /// reclaimed the element it pointed to (VACUUM waits for inserts, not
+    /// for scans); such a link leads nowhere and is skipped.
+    pub fn with_element_if_present<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let buffer = self.pinned(r.block);
         // SAFETY: we hold a pin on `buffer`; the share lock is released below
         // before anything else can raise an error (f is plain Rust code).
         unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
         let page = unsafe { pg_sys::BufferGetPage(buffer) };
         let checked = match item(page, r.offset) {
-            None => Err(format!("no element at ({},{})", r.block, r.offset)),
+            None => Ok(None),
             Some(bytes) => match self.shape.validate(bytes) {
                 Err(e) => Err(format!("element at ({},{}): {e}", r.block, r.offset)),
-                Ok(_) => Ok(f(bytes)),
+                Ok(_) => Ok(Some(f(bytes))),
             },
         };
         // SAFETY: we took this share lock above.
@@ -155,7 +167,7 @@ impl Graph for DiskGraph {
     fn neighbors(&mut self, node: u64, level: usize, out: &mut Vec<u64>) {
         let shape = self.shape;
         let mut refs = Vec::new();
-        self.with_element(ItemRef::unpack(node), |b| {
+        self.with_element_if_present(ItemRef::unpack(node), |b| {
             if ElementShape::level(b) >= level {
                 shape.neighbors(b, level, &mut refs)
             }
@@ -171,7 +183,7 @@ impl QueryDistance<u64> for DiskGraph {
         let keep = self.keep_vectors;
         // Moved out for the call (with_element borrows self mutably), put back below.
         let query = std::mem::take(&mut self.query);
-        let (d, info, vec) = self.with_element(r, |b| {
+        let found = self.with_element_if_present(r, |b| {
             let v = shape.vector(b);
             let d = distance_raw(kind, metric, query.as_bytes(), v);
             let info = ElementInfo {
@@ -180,6 +192,8 @@ impl QueryDistance<u64> for DiskGraph {
             };
             (d, info, keep.then(|| AlignedBytes::from_bytes(v)))
         });
+        // A reclaimed slot: infinitely far, never a result, no links.
+        let (d, info, vec) = found.unwrap_or((f32::INFINITY, ElementInfo { heap: r, deleted: true }, None));
         self.query = query;
         self.info.insert(node, info);
         if let Some(v) = vec {

@@ -51,12 +51,17 @@ fn place(index: pg_sys::Relation, data: &[u8], level: usize, first_link: Option<
         Ok(m) => m,
         Err(e) => page::corrupted(index, &format!("meta page: {e}")),
     };
+    let need = data.len().next_multiple_of(8) + 4;
     let mut target = None;
     if meta.insert_block != META_BLOCK {
         let b = LockedBuffer::read(index, meta.insert_block, true);
-        if free_space(b.page()) >= data.len().next_multiple_of(8) + 4 {
+        if free_space(b.page()) >= need {
             target = Some((b, false));
         }
+    }
+    if target.is_none() {
+        // Space VACUUM reclaimed from deleted elements, before growing the index.
+        target = page::page_with_free_space(index, need).map(|b| (b, false));
     }
     let (buf, fresh) = target.unwrap_or_else(|| (page::new_page(index), true));
     let block = buf.block();
@@ -288,9 +293,14 @@ pub unsafe extern "C-unwind" fn aminsert(
     if unsafe { *isnull } {
         return false;
     }
+    page::begin_insert(index);
     let meta = page::read_meta(index);
-    let Some(v) = index_value(unsafe { *values }, &meta) else { return false };
+    let Some(v) = index_value(unsafe { *values }, &meta) else {
+        page::end_insert(index);
+        return false;
+    };
     let heap = page::item_ref(unsafe { &*heap_tid });
     insert_element(index, &meta, heap, v);
+    page::end_insert(index);
     false
 }

@@ -209,3 +209,67 @@ pub fn heap_tid(r: ItemRef) -> pg_sys::ItemPointerData {
 pub fn item_ref(t: &pg_sys::ItemPointerData) -> ItemRef {
     ItemRef { block: ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32, offset: t.ip_posid }
 }
+
+/// Inserts hold a heavyweight lock on the meta block number (a page lock,
+/// unrelated to buffer content locks) in share mode from before they read the
+/// entry point until their last link is written. VACUUM takes it
+/// exclusively for a moment to wait until every insert that started before
+/// has finished, so no insert still holds a reference it is about to free.
+/// Released by `end_insert`, or by the transaction's abort on error.
+pub fn begin_insert(index: pg_sys::Relation) {
+    // SAFETY: open relation; page locks are transactional.
+    unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as pg_sys::LOCKMODE) };
+}
+
+pub fn end_insert(index: pg_sys::Relation) {
+    // SAFETY: taken by begin_insert in this transaction.
+    unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as pg_sys::LOCKMODE) };
+}
+
+/// Waits for the inserts in progress (see `begin_insert`); later inserts
+/// only start after it returns.
+pub fn wait_for_inserts(index: pg_sys::Relation) {
+    // SAFETY: open relation; we hold no buffer locks while waiting.
+    unsafe {
+        pg_sys::LockPage(index, META_BLOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
+        pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ExclusiveLock as pg_sys::LOCKMODE);
+    }
+}
+
+/// Changes the meta page with `f` under its exclusive lock, in one WAL record.
+pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta)) {
+    let buf = LockedBuffer::read(index, META_BLOCK, true);
+    let mut meta = match meta_from_page(buf.page()) {
+        Ok(m) => m,
+        Err(e) => corrupted(index, &format!("meta page: {e}")),
+    };
+    f(&mut meta);
+    let mut w = PageWrite::start(index);
+    let p = w.register(buf, false);
+    item(p, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
+    w.finish();
+}
+
+/// A data page the free space map says has `need` bytes free, locked
+/// exclusively and checked (the map is only a hint); None when there is none.
+pub fn page_with_free_space(index: pg_sys::Relation, need: usize) -> Option<LockedBuffer> {
+    for _ in 0..3 {
+        // SAFETY: open relation; the FSM returns InvalidBlockNumber when it
+        // knows no page with that much room.
+        let block = unsafe { pg_sys::GetPageWithFreeSpace(index, need) };
+        if block == pg_sys::InvalidBlockNumber || block == META_BLOCK || block >= nblocks(index) {
+            return None;
+        }
+        let b = LockedBuffer::read(index, block, true);
+        // SAFETY: the page is exclusively locked.
+        let fresh = unsafe { pg_sys::PageIsNew(b.page()) };
+        let room = if fresh { 0 } else { free_space(b.page()) };
+        if room >= need {
+            return Some(b);
+        }
+        // SAFETY: as above; corrects the stale hint so the next ask moves on.
+        unsafe { pg_sys::RecordPageWithFreeSpace(index, block, room) };
+    }
+    None
+}
+

@@ -94,13 +94,22 @@ pub unsafe extern "C-unwind" fn amrescan(
 fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     // SAFETY: the descriptor is live during the scan.
     let index = unsafe { (*scan).indexRelation };
-    st.meta = page::read_meta(index);
-    let (Some(query), Some((entry, top))) = (st.query.clone(), st.meta.entry) else {
-        st.exhausted = true;
-        return;
+    let mut attempts = 0;
+    let (mut g, cur) = loop {
+        st.meta = page::read_meta(index);
+        let (Some(query), Some((entry, top))) = (st.query.clone(), st.meta.entry) else {
+            st.exhausted = true;
+            return;
+        };
+        let mut g = DiskGraph::new(index, &st.meta, query);
+        let cur = g.descend(entry, top as usize, 0);
+        // An entry point VACUUM reclaimed after we read the meta page is
+        // infinitely far (stored vectors are finite): read the new one.
+        attempts += 1;
+        if cur.first().map(|c| c.distance.is_finite()).unwrap_or(false) || attempts == 3 {
+            break (g, cur);
+        }
     };
-    let mut g = DiskGraph::new(index, &st.meta, query);
-    let cur = g.descend(entry, top as usize, 0);
     let r = Resumable::new(&mut g, &cur);
     g.release_pins();
     st.search = Some((g, r));

@@ -1,17 +1,23 @@
-//! VACUUM: elements whose heap tuples are gone are flagged deleted, so scans
-//! never return them (their heap slots may be reused). They stay in the
-//! graph as routing nodes, which keeps recall intact; their space is not
-//! reclaimed yet (REINDEX compacts). The cleanup pass also repairs
-//! reachability: concurrent inserts prune lists and can, rarely, leave an
-//! element with no incoming link; each such element is linked from its
-//! nearest reachable element again.
+//! VACUUM: elements whose heap tuples are gone are flagged deleted in the
+//! bulk-delete pass, so scans never return them (their heap slots may be
+//! reused). The cleanup pass then reclaims them: every live element that
+//! links to a deleted one gets the deleted one's neighbours as candidates
+//! instead (the heuristic picks among them), the entry point moves off a
+//! deleted element, and the deleted items are removed from their pages,
+//! whose room goes to the free space map for later inserts. Two waits for
+//! in-flight inserts (see `page::begin_insert`) make sure no insert still
+//! holds a reference to what is freed. Scans are not waited for: a link
+//! that leads to a freed slot is skipped (`DiskGraph::with_element_if_present`).
+//! Finally, reachability is repaired: concurrent inserts prune lists and
+//! can, rarely, leave an element with no incoming link; each such element is
+//! linked from its nearest reachable element again.
 
 use super::build::params_of;
 use super::graph::DiskGraph;
 use super::page::{self, item, max_offset, LockedBuffer, PageWrite};
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
 use quiver_core::hnsw::layout::ItemRef;
-use quiver_core::hnsw::{search_layer, Candidate};
+use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, Graph, QueryDistance};
 use quiver_core::space::AlignedBytes;
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::ElementShape;
@@ -80,7 +86,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     }
     let stats = result(stats);
     let index = unsafe { (*info).index };
-    repair_reachability(index);
+    let freed = reclaim_deleted(index);
+    let relinked = repair_reachability(index);
+    pgrx::debug1!("hnsw vacuum: freed {freed} deleted elements, relinked {relinked} unreachable ones");
     let n = page::nblocks(index);
     let mut live = 0.0;
     for block in 1..n {
@@ -100,6 +108,190 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         (*stats).estimated_count = false;
     }
     stats
+}
+
+/// Unlinks and frees every element flagged deleted (see the module comment);
+/// returns how many were freed.
+pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
+    let meta = page::read_meta(index);
+    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let mut deleted: IdHashSet<u64> = IdHashSet::default();
+    let mut highest_live: Option<(ItemRef, usize)> = None;
+    for block in 1..page::nblocks(index) {
+        pgrx::check_for_interrupts!();
+        let buf = LockedBuffer::read(index, block, false);
+        for off in 1..=max_offset(buf.page()) {
+            let Some(it) = item(buf.page(), off) else { continue };
+            if shape.validate(it).is_err() {
+                continue;
+            }
+            let r = ItemRef { block, offset: off };
+            if ElementShape::is_deleted(it) {
+                deleted.insert(r.pack());
+            } else {
+                let level = ElementShape::level(it);
+                if highest_live.map(|(_, l)| level > l).unwrap_or(true) {
+                    highest_live = Some((r, level));
+                }
+            }
+        }
+    }
+    if deleted.is_empty() {
+        return 0;
+    }
+    // Inserts that started before the flags were set may have chosen a
+    // deleted element as a neighbour; once they are done, nothing links to
+    // a deleted element any more except the links removed below.
+    page::wait_for_inserts(index);
+    for block in 1..page::nblocks(index) {
+        pgrx::check_for_interrupts!();
+        let mut todo: Vec<(ItemRef, Vec<(usize, Vec<ItemRef>)>)> = Vec::new();
+        {
+            let buf = LockedBuffer::read(index, block, false);
+            for off in 1..=max_offset(buf.page()) {
+                let Some(it) = item(buf.page(), off) else { continue };
+                if shape.validate(it).is_err() || ElementShape::is_deleted(it) {
+                    continue;
+                }
+                let mut levels = Vec::new();
+                for lv in 0..=ElementShape::level(it) {
+                    let mut l = Vec::new();
+                    shape.neighbors(it, lv, &mut l);
+                    if l.iter().any(|n| deleted.contains(&n.pack())) {
+                        levels.push((lv, l));
+                    }
+                }
+                if !levels.is_empty() {
+                    todo.push((ItemRef { block, offset: off }, levels));
+                }
+            }
+        }
+        for (r, levels) in todo {
+            unlink_deleted(index, &meta, shape, r, levels, &deleted);
+        }
+    }
+    page::update_meta(index, |m| {
+        if let Some((e, _)) = m.entry {
+            if deleted.contains(&e.pack()) {
+                m.entry = highest_live.map(|(r, l)| (r, l as u16));
+            }
+        }
+    });
+    // Inserts that read the old entry point are done after this.
+    page::wait_for_inserts(index);
+    let mut freed = 0;
+    for block in 1..page::nblocks(index) {
+        pgrx::check_for_interrupts!();
+        let offsets: Vec<u16> = {
+            let buf = LockedBuffer::read(index, block, false);
+            (1..=max_offset(buf.page()))
+                .filter(|off| deleted.contains(&ItemRef { block, offset: *off }.pack()))
+                .collect()
+        };
+        if offsets.is_empty() {
+            continue;
+        }
+        let buf = LockedBuffer::read(index, block, true);
+        let mut w = PageWrite::start(index);
+        let p = w.register(buf, false);
+        // Highest offsets first: deleting the last item shortens the line
+        // pointer array, which must not renumber the items still to delete.
+        for off in offsets.into_iter().rev() {
+            if item(p, off).map(|it| ElementShape::is_deleted(it)).unwrap_or(false) {
+                // SAFETY: `p` is the WAL-logged copy of an exclusively locked
+                // page and `off` a valid item on it (checked just above).
+                unsafe { pg_sys::PageIndexTupleDeleteNoCompact(p, off) };
+                freed += 1;
+            }
+        }
+        let room = page::free_space(p);
+        w.finish();
+        // SAFETY: open relation; the free space map is only a hint.
+        unsafe { pg_sys::RecordPageWithFreeSpace(index, block, room) };
+    }
+    // SAFETY: open relation.
+    unsafe { pg_sys::FreeSpaceMapVacuum(index) };
+    page::update_meta(index, |m| m.elements = m.elements.saturating_sub(freed as u64));
+    freed
+}
+
+/// Replaces the links of live element `r` to deleted elements on `levels`
+/// (each with the list as read) by the best of the deleted elements' own
+/// neighbours and of a fresh search, keeping the element's other links.
+fn unlink_deleted(
+    index: pg_sys::Relation,
+    meta: &quiver_core::hnsw::layout::Meta,
+    shape: ElementShape,
+    r: ItemRef,
+    levels: Vec<(usize, Vec<ItemRef>)>,
+    deleted: &IdHashSet<u64>,
+) {
+    let mut probe = DiskGraph::new(index, meta, AlignedBytes::default());
+    let Some(v) = probe.with_element_if_present(r, |b| AlignedBytes::from_bytes(shape.vector(b))) else { return };
+    drop(probe);
+    let mut g = DiskGraph::new(index, meta, v);
+    g.metric = meta.metric.construction();
+    g.keep_vectors = true;
+    for (lv, list) in levels {
+        let max = shape.params.max_neighbors(lv);
+        let mut pool: IdHashSet<u64> = IdHashSet::default();
+        for n in &list {
+            if !deleted.contains(&n.pack()) {
+                pool.insert(n.pack());
+                continue;
+            }
+            let mut second = Vec::new();
+            g.neighbors(n.pack(), lv, &mut second);
+            pool.extend(second.into_iter().filter(|x| *x != r.pack() && !deleted.contains(x)));
+        }
+        // A search from the entry point, as an insert of this element would
+        // do, finds good neighbours the deleted ones' lists do not offer (with
+        // half of a region deleted, local candidates alone lost recall).
+        if let Some((entry, top)) = meta.entry {
+            let start = g.descend(entry, top as usize, lv);
+            let mut visited = IdHashSet::default();
+            visited.insert(r.pack());
+            for c in search_layer(&mut g, &start, shape.params.ef_construction, lv, &mut visited) {
+                if c.node != r.pack() && !deleted.contains(&c.node) {
+                    pool.insert(c.node);
+                }
+            }
+        }
+        let mut cands: Vec<Candidate<u64>> = Vec::with_capacity(pool.len());
+        for node in pool {
+            let distance = g.distance(node);
+            if distance.is_finite() {
+                cands.push(Candidate { distance, node });
+            }
+        }
+        // The heuristic over the old live links and the new candidates, as an
+        // insert would choose; the old live links stay too, where they fit.
+        let chosen = select_neighbors(&cands, max, &mut g);
+        let buf = LockedBuffer::read(index, r.block, true);
+        let mut w = PageWrite::start(index);
+        let p = w.register(buf, false);
+        let Some(it) = item(p, r.offset) else { continue };
+        // The list as it is now (concurrent inserts may have added links).
+        let mut now = Vec::new();
+        shape.neighbors(it, lv, &mut now);
+        let mut next: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
+        for x in now {
+            if next.len() < max && !deleted.contains(&x.pack()) && !next.contains(&x) {
+                next.push(x);
+            }
+        }
+        shape.set_neighbors(it, lv, &next);
+        w.finish();
+        // Links go both ways, as an insert makes them: without the reverse
+        // links the repaired region thins out (average level-0 degree fell
+        // from 11.6 to 6.6 after deleting half of the rows) and recall drops.
+        for c in &chosen {
+            let x = ItemRef::unpack(c.node);
+            if !list.contains(&x) {
+                super::insert::connect(&mut g, x, r, c.distance, lv, false);
+            }
+        }
+    }
 }
 
 /// Links every live element that a walk of level 0 from the entry point
