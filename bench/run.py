@@ -164,6 +164,24 @@ def measure(server: Server, db: str, sql: str, settings: dict, gt: np.ndarray, n
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
 
 
+def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float, workdir) -> dict | None:
+    """QPS at ef_search 40 with quiver.track_metrics off and on, alternated
+    three times each (medians): the cost of counting searches and latency.
+    None when quiver is not preloaded (nothing is counted then)."""
+    with server.connect(db) as c:
+        if not c.execute("SELECT (quiver._metrics_json()::jsonb ->> 'enabled')::boolean").fetchone()[0]:
+            return None
+    script = f"\\set q random(1, {nq})\n{sql};\n"
+    qps = {"off": [], "on": []}
+    for _ in range(3):
+        for mode in ("off", "on"):
+            tps, _ = server.pgbench(db, script, seconds, 1, f"-c hnsw.ef_search=40 -c quiver.track_metrics={mode}", workdir)
+            qps[mode].append(tps)
+    off, on = float(np.median(qps["off"])), float(np.median(qps["on"]))
+    log(f"  metrics off {off:.0f} QPS, on {on:.0f} QPS ({100 * (1 - on / off):+.1f}% cost)")
+    return {"qps_off": off, "qps_on": on, "cost_pct": 100 * (1 - on / off)}
+
+
 def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args, workdir) -> dict:
     db = f"bench_{name}_{data.name.replace('-', '_')}"
     log(f"{data.name} / {name}: loading {len(data.base)} rows")
@@ -183,6 +201,8 @@ def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args,
             r["ef_search"] = ef
             res["searches"].append(r)
             log(f"  ef_search={ef}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, p99 {r['p99_ms']:.2f} ms")
+    if idx and name == "quiver":
+        res["metrics_overhead"] = metrics_overhead(server, db, search_sql(op), nq, args.seconds, workdir)
     exact = {"enable_indexscan": "off", "max_parallel_workers_per_gather": 0}
     r = measure(server, db, search_sql(op), exact, gt, nq, min(nq, args.exact_queries), args.seconds, workdir)
     res["exact"] = r
@@ -265,6 +285,10 @@ def report(results: list[dict], env: dict, out: pathlib.Path) -> str:
             row(f"filter {sel}, {mode}: recall@10", lambda r: pickf(r, "recall"), ".3f")
             row(f"filter {sel}, {mode}: QPS", lambda r: pickf(r, "qps"), ".1f")
         row("inserts, 2 clients (rows/s)", lambda r: r["insert_rate"], ".0f")
+        q = rs.get("quiver", {}).get("metrics_overhead")
+        if q:
+            lines += ["", f"quiver with search metrics (quiver.track_metrics) off / on, ef_search 40: "
+                      f"{q['qps_off']:.0f} / {q['qps_on']:.0f} QPS ({q['cost_pct']:+.1f}% cost)."]
         lines.append("")
     plot = plot_recall_qps(results, out)
     if plot:

@@ -8,7 +8,7 @@ PORT="${QUIVER_DEMO_PORT:-28815}"
 
 "${REPO}/scripts/setup.sh"
 install_quiver
-start_cluster demo-pg "${PORT}"
+start_cluster demo-pg "${PORT}" preload
 
 PSQL=("${PG_BIN}/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PORT}" -U postgres)
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS quiver_demo" -c "CREATE DATABASE quiver_demo"
@@ -31,6 +31,9 @@ INSERT INTO docs_v2 SELECT i, array[i, i % 5, 1, 0]::real[]::vector, NULL FROM g
 SELECT quiver.switch_alias('docs', 'docs_v2');
 SELECT id FROM docs ORDER BY embedding <-> '[3,1,1,0]' LIMIT 3;
 SELECT name, vector_size, distance, shards, points_count, aliases, status FROM quiver.collections;
+-- metrics: quiver is preloaded here, so index scans are counted in shared memory
+SELECT index, searches, rows_returned, p50_seconds, p99_seconds FROM quiver.search_stats;
+SELECT left(quiver.prometheus_metrics(), 400) AS prometheus_excerpt;
 SQL
 
 cat <<MSG

@@ -54,9 +54,14 @@ cluster_root() {
 # start_cluster NAME PORT: initdb on first use, then (re)start on 127.0.0.1:PORT.
 # Prints nothing; sets CLUSTER_DIR. The socket directory is the cluster root.
 start_cluster() {
-    local name="$1" port="$2"
+    # start_cluster NAME PORT [preload]: with "preload", quiver is in
+    # shared_preload_libraries (search metrics in shared memory).
+    local name="$1" port="$2" preload="${3:-}"
+    local opts=()
+    [ "${preload}" = preload ] && opts=(-o "-c shared_preload_libraries=quiver")
     CLUSTER_DIR="$(cluster_root "${name}")"
     local data="${CLUSTER_DIR}/data"
+
     if ! as_postgres test -f "${data}/PG_VERSION"; then
         log "initdb ${data}"
         as_postgres "${PG_BIN}/initdb" -D "${data}" -U postgres --auth=trust --encoding=UTF8 \
@@ -73,9 +78,9 @@ CONF
     fi
     if as_postgres "${PG_BIN}/pg_ctl" -D "${data}" status >/dev/null 2>&1; then
         # Restart so that a freshly installed quiver.so is what backends load.
-        as_postgres "${PG_BIN}/pg_ctl" -D "${data}" -l "${CLUSTER_DIR}/server.log" -w restart >/dev/null
+        as_postgres "${PG_BIN}/pg_ctl" -D "${data}" -l "${CLUSTER_DIR}/server.log" "${opts[@]}" -w restart >/dev/null
     else
-        as_postgres "${PG_BIN}/pg_ctl" -D "${data}" -l "${CLUSTER_DIR}/server.log" -w start >/dev/null \
+        as_postgres "${PG_BIN}/pg_ctl" -D "${data}" -l "${CLUSTER_DIR}/server.log" "${opts[@]}" -w start >/dev/null \
             || { tail -20 "${CLUSTER_DIR}/server.log" >&2; die "could not start ${name}"; }
     fi
 }

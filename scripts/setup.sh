@@ -35,7 +35,7 @@ if [ ! -x "${VENV}/bin/python" ]; then
     mkdir -p "${BUILD}"
     python3 -m venv "${VENV}"
 fi
-if ! "${VENV}/bin/python" -c "import psycopg, pgvector, numpy, pytest, matplotlib" 2>/dev/null; then
+if ! "${VENV}/bin/python" -c "import psycopg, pgvector, numpy, pytest, matplotlib, prometheus_client" 2>/dev/null; then
     log "pip install client test dependencies"
-    "${VENV}/bin/pip" install -q --disable-pip-version-check "psycopg[binary]>=3.1" "pgvector>=0.3" numpy pytest matplotlib
+    "${VENV}/bin/pip" install -q --disable-pip-version-check "psycopg[binary]>=3.1" "pgvector>=0.3" numpy pytest matplotlib prometheus-client
 fi

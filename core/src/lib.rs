@@ -10,6 +10,7 @@ pub mod element;
 pub mod error;
 pub mod float_text;
 pub mod kernels;
+pub mod metrics;
 pub mod ops;
 pub mod scalar;
 pub mod simd;

@@ -22,6 +22,8 @@ pub enum IterativeScan {
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+/// Whether index scans are counted in shared memory (when preloaded).
+pub static TRACK_METRICS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -63,10 +65,19 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"quiver.track_metrics",
+        c"Counts hnsw index scans and their latency in shared memory",
+        c"Needs quiver in shared_preload_libraries; see quiver.metrics.",
+        &TRACK_METRICS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: called once at library load, before any index uses the kind;
     // the option names and descriptions are static C strings.
     unsafe {
         pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr());
+        pg_sys::MarkGUCPrefixReserved(c"quiver".as_ptr());
         let kind = pg_sys::add_reloption_kind();
         RELOPT_KIND.store(kind as u32, Ordering::Relaxed);
         pg_sys::add_int_reloption(

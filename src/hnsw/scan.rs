@@ -24,6 +24,20 @@ struct ScanState {
     started: bool,
     exhausted: bool,
     last_distance: f32,
+    /// When the current search began, and rows returned since (metrics).
+    started_at: Option<std::time::Instant>,
+    rows: u64,
+}
+
+/// Counts the search that just ended, if one ran.
+fn finish_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    if let Some(t) = st.started_at.take() {
+        let distances = st.search.as_ref().map(|(_, r)| r.visited_count as u64).unwrap_or(0);
+        // SAFETY: the descriptor and its index are live during the scan.
+        let index = unsafe { (*(*scan).indexRelation).rd_id };
+        crate::metrics::record_scan(index, st.rows, distances, t.elapsed().as_micros() as u64);
+    }
+    st.rows = 0;
 }
 
 fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {
@@ -51,6 +65,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             started: false,
             exhausted: false,
             last_distance: f32::NEG_INFINITY,
+            started_at: None,
+            rows: 0,
         };
         (*scan).opaque = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(st) as *mut _;
         scan
@@ -66,6 +82,7 @@ pub unsafe extern "C-unwind" fn amrescan(
     norderbys: i32,
 ) {
     let st = state(scan);
+    finish_search(scan, st);
     st.results.clear();
     st.returned.clear();
     st.search = None;
@@ -85,6 +102,10 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
             None
         } else {
+            let (dims, _) = crate::varlena::datum_payload(key.sk_argument, st.meta.kind);
+            if dims != st.meta.dims as usize {
+                crate::metrics::record_error((*(*scan).indexRelation).rd_id); // index_value raises below
+            }
             index_value(key.sk_argument, &st.meta)
         };
     }
@@ -145,12 +166,14 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     let st = state(scan);
     if !st.started {
         st.started = true;
+        st.started_at = crate::metrics::enabled().then(std::time::Instant::now);
         start_search(scan, st);
         next_batch(st, EF_SEARCH.get().max(1) as usize);
     }
     loop {
         if let Some((d, heap)) = st.results.pop_front() {
             st.last_distance = st.last_distance.max(d);
+            st.rows += 1;
             // SAFETY: the descriptor is live; we report an exact ordering.
             unsafe {
                 (*scan).xs_heaptid = page::heap_tid(heap);
@@ -171,10 +194,12 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     }
 }
 
+#[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // The state itself is dropped with the scan's memory context; release
     // its buffers of results early.
     let st = state(scan);
+    finish_search(scan, st);
     st.results = VecDeque::new();
     st.returned = IdHashSet::default();
     st.search = None;

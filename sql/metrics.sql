@@ -1,0 +1,232 @@
+-- Observability (DESIGN.md §1, "Metrics"): search counters and latency from
+-- shared memory (when quiver is in shared_preload_libraries), index and
+-- collection facts from the catalogs, as a view and as Prometheus text.
+
+CREATE FUNCTION quiver._metrics_json() RETURNS text
+    AS 'MODULE_PATHNAME', 'quiver_metrics_json' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION quiver._reset_metrics(oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'quiver_reset_metrics' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION quiver.reset_metrics(index regclass DEFAULT NULL) RETURNS void
+    LANGUAGE sql AS $$ SELECT quiver._reset_metrics(coalesce(index::oid, 0)) $$;
+COMMENT ON FUNCTION quiver.reset_metrics(regclass) IS
+    'zero the search counters of one hnsw index, or of every index of this database';
+REVOKE ALL ON FUNCTION quiver.reset_metrics(regclass), quiver._reset_metrics(oid) FROM PUBLIC;
+
+-- Per hnsw index of this database: searches, rows returned, distances
+-- computed, errors, latency histogram (per-bucket counts, bounds in
+-- bucket_bounds_us, the last bucket unbounded) and its quantiles.
+CREATE VIEW quiver.search_stats AS
+    WITH m AS (SELECT quiver._metrics_json()::jsonb AS j)
+    SELECT (i ->> 'index')::oid::regclass AS index,
+           (i ->> 'searches')::bigint AS searches,
+           (i ->> 'rows')::bigint AS rows_returned,
+           (i ->> 'distances')::bigint AS distances,
+           (i ->> 'errors')::bigint AS errors,
+           (i ->> 'latency_sum_us')::float8 / 1e6 AS latency_sum_seconds,
+           ARRAY(SELECT jsonb_array_elements_text(i -> 'buckets')::bigint) AS latency_buckets,
+           ARRAY(SELECT jsonb_array_elements_text(m.j -> 'bucket_bounds_us')::bigint) AS bucket_bounds_us,
+           (i ->> 'p50_us')::float8 / 1e6 AS p50_seconds,
+           (i ->> 'p95_us')::float8 / 1e6 AS p95_seconds,
+           (i ->> 'p99_us')::float8 / 1e6 AS p99_seconds
+    FROM m, jsonb_array_elements(m.j -> 'indexes') i
+    -- slots of dropped indexes stay until reset; show live ones only
+    WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = (i ->> 'index')::oid);
+
+-- Health of one hnsw index, from a full structural check. Rows deleted
+-- from the table stay in the index until VACUUM: `unvacuumed_deletes` is the
+-- table's dead tuple count from the statistics collector; `deleted` counts
+-- elements VACUUM flagged but has not freed yet (normally 0).
+CREATE FUNCTION quiver.index_health(index regclass)
+    RETURNS TABLE (elements bigint, live bigint, deleted bigint, unvacuumed_deletes bigint, unreachable bigint,
+                   entry_level integer, avg_out_degree float8, pages bigint, ok boolean)
+    LANGUAGE sql STABLE STRICT AS $$
+    SELECT (r ->> 'elements')::bigint, (r ->> 'live')::bigint, (r ->> 'deleted')::bigint,
+           coalesce((SELECT sum(t.n_dead_tup) FROM pg_catalog.pg_stat_all_tables t
+                     JOIN pg_catalog.pg_index x ON x.indrelid = t.relid WHERE x.indexrelid = index), 0)::bigint,
+           (r ->> 'unreachable_live')::bigint, (r ->> 'entry_level')::integer,
+           (r ->> 'avg_degree_level0')::float8, (r ->> 'pages')::bigint, (r ->> 'ok')::boolean
+    FROM (SELECT quiver.index_check(index) AS r) s $$;
+COMMENT ON FUNCTION quiver.index_health(regclass) IS
+    'elements, deletes awaiting VACUUM, unreachable elements, entry point level and average level-0 out-degree of an hnsw index';
+
+-- Recall@k of an hnsw index against exact search, on `sample` rows of its
+-- table used as queries (each row's own vector; the row itself counts).
+CREATE FUNCTION quiver.recall_estimate(index regclass, sample integer DEFAULT 100, k integer DEFAULT 10)
+    RETURNS float8
+    LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    tbl regclass;
+    col name;
+    op text;
+    q record;
+    approx bigint[];
+    exact bigint[];
+    hits bigint := 0;
+    total bigint := 0;
+    saved_idx text := current_setting('enable_indexscan');
+    saved_seq text := current_setting('enable_seqscan');
+    saved_bmp text := current_setting('enable_bitmapscan');
+BEGIN
+    IF sample IS NULL OR sample < 1 OR k IS NULL OR k < 1 THEN
+        RAISE EXCEPTION 'sample and k must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x.indrelid::regclass, a.attname, format('OPERATOR(%I.%s)', n.nspname, o.oprname)
+        INTO tbl, col, op
+    FROM pg_catalog.pg_index x
+    JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+    JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'hnsw'
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+    JOIN pg_catalog.pg_opclass oc ON oc.oid = x.indclass[0]
+    JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1 AND ao.amoppurpose = 'o'
+    JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+    JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+    WHERE x.indexrelid = index;
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION '"%" is not an hnsw index on a table column', index USING ERRCODE = 'wrong_object_type';
+    END IF;
+    FOR q IN EXECUTE format('SELECT %I AS v FROM %s WHERE %I IS NOT NULL ORDER BY random() LIMIT %s', col, tbl, col, sample) LOOP
+        -- Row identity by ctid: works for any table, with or without a key.
+        PERFORM set_config('enable_seqscan', 'off', true);
+        PERFORM set_config('enable_indexscan', 'on', true);
+        PERFORM set_config('enable_bitmapscan', 'off', true);
+        EXECUTE format('SELECT array_agg(ctid_num) FROM (SELECT (ctid::text::point)[0]::bigint * 65536 + (ctid::text::point)[1]::bigint AS ctid_num FROM %s ORDER BY %I %s $1 LIMIT %s) s',
+                       tbl, col, op, k) INTO approx USING q.v;
+        PERFORM set_config('enable_seqscan', 'on', true);
+        PERFORM set_config('enable_indexscan', 'off', true);
+        EXECUTE format('SELECT array_agg(ctid_num) FROM (SELECT (ctid::text::point)[0]::bigint * 65536 + (ctid::text::point)[1]::bigint AS ctid_num FROM %s WHERE %I IS NOT NULL ORDER BY %I %s $1 LIMIT %s) s',
+                       tbl, col, col, op, k) INTO exact USING q.v;
+        hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
+        total := total + coalesce(cardinality(exact), 0);
+    END LOOP;
+    PERFORM set_config('enable_indexscan', saved_idx, true);
+    PERFORM set_config('enable_seqscan', saved_seq, true);
+    PERFORM set_config('enable_bitmapscan', saved_bmp, true);
+    RETURN CASE WHEN total = 0 THEN NULL ELSE hits::float8 / total END;
+END $$;
+COMMENT ON FUNCTION quiver.recall_estimate(regclass, integer, integer) IS
+    'recall@k of the index against exact search, with sampled rows of its table as queries';
+
+-- Every metric as (metric, type, help, labels, value); the Prometheus
+-- exposition below is this view rendered as text.
+CREATE VIEW quiver.metrics AS
+    WITH m AS (SELECT quiver._metrics_json()::jsonb AS j),
+    hnsw AS (
+        SELECT c.oid::regclass AS index, x.indrelid::regclass AS tbl, c.reltuples
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname = 'hnsw'
+        JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
+        WHERE c.relkind = 'i'
+    ),
+    s AS (SELECT * FROM quiver.search_stats),
+    ci AS (SELECT i.* FROM quiver.collection_catalog c CROSS JOIN LATERAL quiver.collection_info(c.name) i),
+    bounds AS (
+        SELECT b.ord, b.le
+        FROM m, LATERAL (SELECT ord, (v::float8 / 1e6)::text AS le
+                         FROM jsonb_array_elements_text(m.j -> 'bucket_bounds_us') WITH ORDINALITY AS t(v, ord)
+                         UNION ALL
+                         SELECT jsonb_array_length(m.j -> 'bucket_bounds_us') + 1, '+Inf') b
+    )
+    SELECT 'quiver_metrics_enabled' AS metric, 'gauge' AS type,
+           'Whether search counts and latency are collected (quiver in shared_preload_libraries and quiver.track_metrics on)' AS help,
+           '{}'::jsonb AS labels, CASE WHEN (m.j ->> 'enabled')::boolean THEN 1 ELSE 0 END::float8 AS value
+    FROM m
+    UNION ALL
+    SELECT 'quiver_recovery_mode', 'gauge', 'Whether this server is a standby in recovery (pg_is_in_recovery)',
+           '{}', CASE WHEN pg_catalog.pg_is_in_recovery() THEN 1 ELSE 0 END
+    UNION ALL
+    SELECT 'quiver_collections_total', 'gauge', 'Collections in this database', '{}', count(*)
+    FROM quiver.collection_catalog
+    UNION ALL
+    SELECT 'quiver_collection_points', 'gauge', 'Rows of a collection',
+           jsonb_build_object('collection', ci.name), ci.points_count
+    FROM ci
+    UNION ALL
+    SELECT 'quiver_collection_indexed_vectors', 'gauge', 'Vectors of a collection in a valid index',
+           jsonb_build_object('collection', ci.name), ci.indexed_vectors_count
+    FROM ci
+    UNION ALL
+    SELECT 'quiver_collection_status', 'gauge', 'Collection status: 1 for the current one of green, yellow, red, grey',
+           jsonb_build_object('collection', ci.name, 'status', st.s), CASE WHEN ci.status = st.s THEN 1 ELSE 0 END
+    FROM ci CROSS JOIN (VALUES ('green'), ('yellow'), ('red'), ('grey')) st(s)
+    UNION ALL
+    SELECT 'quiver_index_size_bytes', 'gauge', 'Size of an hnsw index',
+           jsonb_build_object('index', h.index::text, 'table', h.tbl::text), pg_catalog.pg_relation_size(h.index)
+    FROM hnsw h
+    UNION ALL
+    SELECT 'quiver_index_bytes_per_vector', 'gauge', 'Index size divided by the rows of its table (planner estimate)',
+           jsonb_build_object('index', h.index::text), pg_catalog.pg_relation_size(h.index) / h.reltuples
+    FROM hnsw h WHERE h.reltuples > 0
+    UNION ALL
+    SELECT 'quiver_index_build_progress', 'gauge', 'Fraction done of an hnsw index build in progress',
+           jsonb_build_object('table', p.relid::regclass::text, 'phase', p.phase),
+           CASE WHEN p.tuples_total > 0 THEN p.tuples_done::float8 / p.tuples_total
+                WHEN p.blocks_total > 0 THEN p.blocks_done::float8 / p.blocks_total ELSE 0 END
+    FROM pg_catalog.pg_stat_progress_create_index p
+    JOIN pg_catalog.pg_class ic ON ic.oid = p.index_relid
+    JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'hnsw'
+    UNION ALL
+    SELECT 'quiver_searches_total', 'counter', 'Index scans of an hnsw index',
+           jsonb_build_object('index', s.index::text), s.searches FROM s
+    UNION ALL
+    SELECT 'quiver_search_rows_total', 'counter', 'Rows returned by index scans',
+           jsonb_build_object('index', s.index::text), s.rows_returned FROM s
+    UNION ALL
+    SELECT 'quiver_search_distances_total', 'counter', 'Distances computed by index scans',
+           jsonb_build_object('index', s.index::text), s.distances FROM s
+    UNION ALL
+    SELECT 'quiver_search_errors_total', 'counter', 'Index scans that ended in an error quiver raised',
+           jsonb_build_object('index', s.index::text), s.errors FROM s
+    UNION ALL
+    SELECT 'quiver_search_latency_seconds', 'histogram', 'Duration of hnsw index scans',
+           jsonb_build_object('index', s.index::text, 'le', b.le),
+           (SELECT sum(x) FROM unnest(s.latency_buckets[1:b.ord]) x)
+    FROM s CROSS JOIN bounds b
+    UNION ALL
+    SELECT 'quiver_search_latency_seconds', 'histogram', 'Duration of hnsw index scans',
+           jsonb_build_object('index', s.index::text, 'sample', 'sum'), s.latency_sum_seconds FROM s
+    UNION ALL
+    SELECT 'quiver_search_latency_seconds', 'histogram', 'Duration of hnsw index scans',
+           jsonb_build_object('index', s.index::text, 'sample', 'count'), s.searches FROM s
+    UNION ALL
+    SELECT 'quiver_search_latency_' || q.name || '_seconds', 'gauge',
+           'Quantile of hnsw index scan duration, from the histogram', jsonb_build_object('index', s.index::text), q.v
+    FROM s CROSS JOIN LATERAL (VALUES ('p50', s.p50_seconds), ('p95', s.p95_seconds), ('p99', s.p99_seconds)) q(name, v)
+    WHERE q.v IS NOT NULL;
+COMMENT ON VIEW quiver.metrics IS
+    'every quiver metric: name, Prometheus type, help, labels and value (histogram rows carry le, or sample = sum/count)';
+
+-- A label set in Prometheus' text form, values escaped.
+CREATE FUNCTION quiver._prometheus_labels(labels jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce('{' || string_agg(
+               format('%s="%s"', key, replace(replace(replace(value, '\', '\\'), '"', '\"'), E'\n', '\n')),
+               ',' ORDER BY key = 'le', key) || '}', '')
+    FROM jsonb_each_text(labels) $$;
+
+CREATE FUNCTION quiver.prometheus_metrics() RETURNS text
+    LANGUAGE sql STABLE AS $$
+    WITH rows AS (
+        SELECT metric, type, help, labels - 'sample' AS labels, labels ->> 'sample' AS sample, value
+        FROM quiver.metrics
+    ),
+    lines AS (
+        SELECT metric, type, help,
+               string_agg(
+                   metric || CASE WHEN type <> 'histogram' THEN ''
+                                  WHEN sample IS NOT NULL THEN '_' || sample ELSE '_bucket' END
+                   || quiver._prometheus_labels(labels) || ' '
+                   || CASE WHEN value IS NULL THEN 'NaN'
+                           WHEN value = 'Infinity'::float8 THEN '+Inf' ELSE value::text END,
+                   E'\n' ORDER BY labels ->> 'index', sample NULLS FIRST,
+                                  CASE WHEN labels ->> 'le' = '+Inf' THEN 'Infinity'::float8
+                                       ELSE (labels ->> 'le')::float8 END,
+                                  labels::text) AS body
+        FROM rows GROUP BY metric, type, help
+    )
+    SELECT string_agg(format(E'# HELP %s %s\n# TYPE %s %s\n%s', metric, help, metric, type, body), E'\n' ORDER BY metric) || E'\n'
+    FROM lines $$;
+COMMENT ON FUNCTION quiver.prometheus_metrics() IS
+    'quiver.metrics in the Prometheus text exposition format (HELP and TYPE lines; histograms as _bucket, _sum, _count)';
+
+GRANT SELECT ON quiver.search_stats, quiver.metrics TO PUBLIC;
