@@ -28,4 +28,7 @@ fi
 
 install_quiver
 start_cluster bench-pg "${PORT}" preload
+# run.py restarts it per contender: quiver preloaded (search metrics), pgvector not
+# (its library defines the same hnsw.* settings as a preloaded quiver).
+export QUIVER_BENCH_DATA="${CLUSTER_DIR}/data" QUIVER_BENCH_LOG="${CLUSTER_DIR}/server.log"
 exec "${PY}" "${REPO}/bench/run.py" --port "${PORT}" "$@"

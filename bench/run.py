@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import pwd
 import pathlib
 import platform
 import re
@@ -162,6 +163,22 @@ def measure(server: Server, db: str, sql: str, settings: dict, gt: np.ndarray, n
     return {"recall": recall, "rows": rows, "qps": tps,
             "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
+
+
+def restart_for(contender: str) -> None:
+    """Restarts the benchmark cluster with quiver preloaded for quiver (its
+    search metrics live in shared memory) and without for pgvector, whose
+    library defines the same hnsw.* settings and cannot load beside a
+    preloaded quiver. bench.sh says where the cluster is."""
+    data, logfile = os.environ.get("QUIVER_BENCH_DATA"), os.environ.get("QUIVER_BENCH_LOG")
+    if not data:
+        return
+    preload = "quiver" if contender == "quiver" else ""
+    cmd = [str(PG_BIN / "pg_ctl"), "-D", data, "-l", logfile, "-w", "restart",
+           "-o", f"-c shared_preload_libraries={preload}"]
+    if os.geteuid() != pwd.getpwnam("postgres").pw_uid:
+        cmd = ["sudo", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, capture_output=True, cwd="/")
 
 
 def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float, workdir) -> dict | None:
@@ -381,6 +398,7 @@ def main() -> None:
             for k in ("all", "cat10", "cat100"):
                 data.ground_truth(k)
             for cname, ext in contenders.items():
+                restart_for(cname)
                 r = bench_contender(server, cname, ext, data, args, work)
                 r.update(dataset=name, rows=len(data.base), metric=data.metric)
                 versions[cname] = r["version"]
