@@ -52,7 +52,7 @@ def test_sharded_top_k_is_the_true_top_k(db):
 
 
 def test_promoting_a_synchronous_standby_under_load_keeps_every_committed_row():
-    primary = Cluster(28835, "sync-primary").init("synchronous_standby_names = '*'\n").start()
+    primary = Cluster(28835, "sync-primary").init().start()
     standby = Cluster(28836, "sync-standby")
     try:
         with primary.connect() as conn:
@@ -63,6 +63,15 @@ def test_promoting_a_synchronous_standby_under_load_keeps_every_committed_row():
                      "-D", str(standby.data), "-R", "-X", "stream"])
         standby.conf("\nport = 28836\nunix_socket_directories = '%s'\nhot_standby = on\n" % standby.root)
         standby.start()
+        # Synchronous from now on (earlier commits would wait for a standby
+        # that did not exist yet): a commit returns once the standby has it.
+        with primary.connect() as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.time() + 30
+            while conn.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").fetchone()[0] == 0:
+                assert time.time() < deadline, "standby never became synchronous"
+                time.sleep(0.2)
         committed, lock, stop, errors = set(range(1000)), threading.Lock(), threading.Event(), []
         extra = clustered(4000, DIM, seed=94)
 
@@ -105,11 +114,12 @@ def test_promoting_a_synchronous_standby_under_load_keeps_every_committed_row():
             assert committed <= ids, len(committed - ids)
             assert report["ok"] and report["elements"] == len(ids) and report["unreachable_live"] == 0
             # the promoted server's index keeps taking inserts and finds them
-            s.execute("INSERT INTO docs (id, embedding) VALUES (99999, %s)", (text(extra[-1] + 5),))
+            base = np.array(clustered(1000, DIM, seed=93)[0])
+            s.execute("INSERT INTO docs (id, embedding) VALUES (99999, %s)", (text(base + 0.001),))
             s.execute("SET enable_seqscan = off")
-            assert top(s, "docs", extra[-1] + 5, k=1) == [99999]
-            # every committed row is found through the index by its own vector
             s.execute("SET hnsw.ef_search = 100")
+            assert sorted(top(s, "docs", base + 0.001, k=2)) == [0, 99999]
+            # every committed row is found through the index by its own vector
             for i in sorted(committed)[:: max(1, len(committed) // 200)]:
                 v = s.execute("SELECT embedding::text FROM docs WHERE id = %s", (i,)).fetchone()[0]
                 assert i in [r[0] for r in s.execute(
