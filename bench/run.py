@@ -182,16 +182,18 @@ def restart_for(contender: str) -> None:
 
 
 def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float, workdir) -> dict | None:
-    """QPS at ef_search 40 with quiver.track_metrics off and on, alternated
-    three times each (medians): the cost of counting searches and latency.
-    None when quiver is not preloaded (nothing is counted then)."""
+    """QPS at ef_search 40 with quiver.track_metrics off and on, five rounds
+    in alternating order (off-on, on-off, ...) so drift cancels; medians. The
+    cost of counting searches and latency. None when quiver is not preloaded
+    (nothing is counted then)."""
     with server.connect(db) as c:
         if not c.execute("SELECT (quiver._metrics_json()::jsonb ->> 'enabled')::boolean").fetchone()[0]:
             return None
     script = f"\\set q random(1, {nq})\n{sql};\n"
     qps = {"off": [], "on": []}
-    for _ in range(3):
-        for mode in ("off", "on"):
+    server.pgbench(db, script, seconds, 1, "-c hnsw.ef_search=40", workdir)  # warm-up, not counted
+    for rnd in range(5):
+        for mode in (("off", "on") if rnd % 2 == 0 else ("on", "off")):
             tps, _ = server.pgbench(db, script, seconds, 1, f"-c hnsw.ef_search=40 -c quiver.track_metrics={mode}", workdir)
             qps[mode].append(tps)
     off, on = float(np.median(qps["off"])), float(np.median(qps["on"]))
