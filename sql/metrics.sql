@@ -166,17 +166,13 @@ CREATE VIEW quiver.metrics AS
     JOIN pg_catalog.pg_class ic ON ic.oid = p.index_relid
     JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'hnsw'
     UNION ALL
-    SELECT 'quiver_searches_total', 'counter', 'Index scans of an hnsw index',
-           jsonb_build_object('index', s.index::text), s.searches FROM s
-    UNION ALL
-    SELECT 'quiver_search_rows_total', 'counter', 'Rows returned by index scans',
-           jsonb_build_object('index', s.index::text), s.rows_returned FROM s
-    UNION ALL
-    SELECT 'quiver_search_distances_total', 'counter', 'Distances computed by index scans',
-           jsonb_build_object('index', s.index::text), s.distances FROM s
-    UNION ALL
-    SELECT 'quiver_search_errors_total', 'counter', 'Index scans that ended in an error quiver raised',
-           jsonb_build_object('index', s.index::text), s.errors FROM s
+    SELECT c.metric, 'counter', c.help, jsonb_build_object('index', s.index::text), c.value
+    FROM s CROSS JOIN LATERAL (VALUES
+        ('quiver_searches_total', 'Index scans of an hnsw index', s.searches::float8),
+        ('quiver_search_rows_total', 'Rows returned by index scans', s.rows_returned),
+        ('quiver_search_distances_total', 'Distances computed by index scans', s.distances),
+        ('quiver_search_errors_total', 'Index scans that ended in an error quiver raised', s.errors)
+    ) c(metric, help, value)
     UNION ALL
     SELECT 'quiver_search_latency_seconds', 'histogram', 'Duration of hnsw index scans',
            jsonb_build_object('index', s.index::text, 'le', b.le),

@@ -13,8 +13,15 @@ use quiver_core::hnsw::fasthash::IdHashMap;
 /// against the index's dimensions; None for a zero vector under cosine
 /// (its direction is undefined, so like pgvector it is not indexed).
 pub fn index_value(datum: pg_sys::Datum, meta: &Meta) -> Option<AlignedBytes> {
+    index_value_or_else(datum, meta, || {})
+}
+
+/// [`index_value`], calling `before_error` before a wrong dimension is
+/// raised (scans count the error in their metrics).
+pub fn index_value_or_else(datum: pg_sys::Datum, meta: &Meta, before_error: impl FnOnce()) -> Option<AlignedBytes> {
     let (dims, bytes) = crate::varlena::datum_payload(datum, meta.kind);
     if dims != meta.dims as usize {
+        before_error();
         pgrx::ereport!(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,

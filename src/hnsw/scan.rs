@@ -4,7 +4,7 @@
 //! over) when the first `ef_search` candidates are used up (a WHERE clause
 //! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
-use super::graph::{index_value, DiskGraph};
+use super::graph::{index_value_or_else, DiskGraph};
 use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES};
 use super::page;
 use pgrx::pg_sys;
@@ -102,11 +102,8 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
             None
         } else {
-            let (dims, _) = crate::varlena::datum_payload(key.sk_argument, st.meta.kind);
-            if dims != st.meta.dims as usize {
-                crate::metrics::record_error((*(*scan).indexRelation).rd_id); // index_value raises below
-            }
-            index_value(key.sk_argument, &st.meta)
+            let index = (*(*scan).indexRelation).rd_id;
+            index_value_or_else(key.sk_argument, &st.meta, || crate::metrics::record_error(index))
         };
     }
 }
