@@ -298,5 +298,11 @@ pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind
     }
     // SAFETY: `bytes` bytes follow the header (checked just above).
     let data = unsafe { std::slice::from_raw_parts((p as *const u8).add(VECTOR_HEADER), bytes) }.to_vec();
+    if p as *mut u8 != datum.cast_mut_ptr::<u8>() {
+        // SAFETY: a copy pg_detoast_datum palloc'd for us; its bytes were
+        // copied above. Freed so that scans rescoring many table rows do
+        // not pile detoasted copies up in the query's memory context.
+        unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
+    }
     (dims, data)
 }

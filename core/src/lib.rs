@@ -12,6 +12,7 @@ pub mod float_text;
 pub mod kernels;
 pub mod metrics;
 pub mod ops;
+pub mod quantize;
 pub mod scalar;
 pub mod simd;
 pub mod space;

@@ -231,6 +231,26 @@ pub fn distance_raw(kind: ElementKind, metric: Metric, a: &[u8], b: &[u8]) -> f3
     }
 }
 
+/// Raw `f32`/`f16` vector bytes as f32 values (quantization works in f32).
+pub fn to_f32(kind: ElementKind, b: &[u8]) -> Vec<f32> {
+    match kind {
+        ElementKind::F32 => typed::<f32>(b).into_owned(),
+        ElementKind::F16 => typed::<f16>(b).iter().map(|x| x.to_f32()).collect(),
+        ElementKind::Bits => b.iter().map(|x| *x as f32).collect(),
+    }
+}
+
+/// f32 values as raw vector bytes of `kind` (`f32` or `f16`).
+pub fn from_f32(kind: ElementKind, v: &[f32]) -> AlignedBytes {
+    match kind {
+        ElementKind::F16 => {
+            let h: Vec<f16> = v.iter().map(|x| f16::from_f32(*x)).collect();
+            AlignedBytes::from_bytes(bytemuck::cast_slice(&h))
+        }
+        _ => AlignedBytes::from_bytes(bytemuck::cast_slice(v)),
+    }
+}
+
 /// Normalises raw vector bytes in place (cosine); false for the zero vector.
 pub fn normalize_raw(kind: ElementKind, v: &mut AlignedBytes) -> bool {
     let b = v.as_bytes_mut();

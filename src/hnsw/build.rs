@@ -10,7 +10,9 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::memory::MemoryGraph;
 use quiver_core::hnsw::Params;
-use quiver_core::space::{ElementKind, FlatVectors, IndexElement};
+use quiver_core::hnsw::layout::META_SIZE;
+use quiver_core::quantize::{BinaryCodec, Quantization};
+use quiver_core::space::{to_f32, ElementKind, FlatVectors, IndexElement, Metric};
 use std::io::{BufReader, BufWriter, Read, Write};
 
 /// Index shape from the relation: options, opclass and column dimensions.
@@ -21,17 +23,22 @@ pub fn new_meta(index: pg_sys::Relation) -> Meta {
         pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "column does not have dimensions");
     }
     let (m, efc) = options::index_params(index);
+    let quantization = options::index_quantization(index);
+    if quantization == Quantization::Binary {
+        check_quantizable(index, oc, dims as usize);
+    }
     let meta = Meta {
         dims: dims as u32,
         m: m as u16,
         ef_construction: efc as u16,
         metric: oc.metric,
         kind: oc.kind,
+        quantization,
         entry: None,
         insert_block: META_BLOCK,
         elements: 0,
     };
-    if params_of(&meta).level_cap(oc.kind.bytes_for(dims as usize), max_item_size() - 8).is_none() {
+    if params_of(&meta).level_cap(meta.stored_bytes(), max_item_size() - 8).is_none() {
         pgrx::ereport!(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -39,6 +46,29 @@ pub fn new_meta(index: pg_sys::Relation) -> Meta {
         );
     }
     meta
+}
+
+/// Binary quantization needs float vectors, a metric the estimate serves,
+/// the table column itself (rescoring reads it from the heap) and a center
+/// that fits on the meta page.
+fn check_quantizable(index: pg_sys::Relation, oc: super::Opclass, dims: usize) {
+    let fail = |msg: String| {
+        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
+    };
+    if oc.kind == ElementKind::Bits || !matches!(oc.metric, Metric::L2Squared | Metric::NegativeDot | Metric::Cosine) {
+        fail(format!(
+            "binary quantization supports the vector and halfvec l2, ip and cosine operator classes, not {}",
+            if oc.kind == ElementKind::Bits { "bit_hamming_ops" } else { oc.metric.name() }
+        ));
+    }
+    // SAFETY: rd_index is valid for an open index; indkey has one key here.
+    let attno = unsafe { *(*(*index).rd_index).indkey.values.as_ptr() };
+    if attno <= 0 {
+        fail("binary quantization needs a plain table column, not an expression: rescoring reads the vector from the table".into());
+    }
+    if 2 * dims > max_item_size() - 8 - META_SIZE {
+        fail(format!("binary quantization supports up to {} dimensions", (max_item_size() - 8 - META_SIZE) / 2));
+    }
 }
 
 fn max_dims(kind: ElementKind, m: usize) -> usize {
@@ -53,17 +83,34 @@ fn max_dims(kind: ElementKind, m: usize) -> usize {
 /// Search parameters of an index, with the level cap its page size allows.
 pub fn params_of(meta: &Meta) -> Params {
     let mut p = meta.params();
-    let bytes = meta.kind.bytes_for(meta.dims as usize);
+    let bytes = meta.stored_bytes();
     p.max_level = p.level_cap(bytes, max_item_size() - 8).unwrap_or(0);
     p
 }
 
-/// Writes `meta` as the only item of a fresh page.
-fn write_meta_item(page: pg_sys::Page, meta: &Meta) {
+/// Writes `meta` as the first item of a fresh page, and a quantized
+/// index's center (f16 bytes) as the second.
+fn write_meta_item(page: pg_sys::Page, meta: &Meta, center: Option<&[f32]>) {
     init_page(page);
     if add_item(page, &meta.to_bytes()) != Some(1) {
         pgrx::error!("hnsw: could not write the meta page");
     }
+    if let Some(c) = center {
+        if add_item(page, &BinaryCodec::center_to_bytes(c)) != Some(page::CENTER_ITEM) {
+            pgrx::error!("hnsw: could not write the center of a quantized index");
+        }
+    }
+}
+
+/// The codec a quantized build writes codes with: the mean of the collected
+/// vectors, rounded through its stored form so readers see the same center.
+fn build_codec(st: &BuildState) -> Option<BinaryCodec> {
+    if st.meta.quantization != Quantization::Binary {
+        return None;
+    }
+    let dims = st.meta.dims as usize;
+    let mean = BinaryCodec::mean(dims, st.data.chunks_exact(st.vector_bytes).map(|b| to_f32(st.meta.kind, b)));
+    Some(BinaryCodec::new(BinaryCodec::center_from_bytes(&BinaryCodec::center_to_bytes(&mean))))
 }
 
 /// A spill file in the cluster's temporary directory (removed on drop, and
@@ -240,8 +287,16 @@ fn place(sizes: impl Iterator<Item = usize>) -> Vec<ItemRef> {
 }
 
 /// Writes meta and element pages without WAL (the build logs them at the end).
-fn write_pages(index: pg_sys::Relation, st: &BuildState, links: &[Vec<Vec<u32>>], levels: &[u8], entry: Option<(u32, usize)>) -> Meta {
-    let shape = ElementShape { params: params_of(&st.meta), vector_bytes: st.vector_bytes };
+fn write_pages(
+    index: pg_sys::Relation,
+    st: &BuildState,
+    links: &[Vec<Vec<u32>>],
+    levels: &[u8],
+    entry: Option<(u32, usize)>,
+    codec: Option<&BinaryCodec>,
+) -> Meta {
+    let shape = ElementShape { params: params_of(&st.meta), vector_bytes: st.meta.stored_bytes() };
+    let mut code = vec![0u8; st.meta.stored_bytes()];
     let places = place(levels.iter().map(|l| shape.size(*l as usize)));
     let mut meta = st.meta;
     meta.entry = entry.map(|(n, l)| (places[n as usize], l as u16));
@@ -252,7 +307,7 @@ fn write_pages(index: pg_sys::Relation, st: &BuildState, links: &[Vec<Vec<u32>>]
     if meta_buf.block() != META_BLOCK {
         pgrx::error!("hnsw: index is not empty at build start");
     }
-    write_meta_item(meta_buf.page(), &meta);
+    write_meta_item(meta_buf.page(), &meta, codec.map(|c| c.center.as_slice()));
     // SAFETY: our own exclusively locked buffer; the build is WAL-logged later.
     unsafe { pg_sys::MarkBufferDirty(meta_buf.buffer) };
     drop(meta_buf);
@@ -272,7 +327,11 @@ fn write_pages(index: pg_sys::Relation, st: &BuildState, links: &[Vec<Vec<u32>>]
             current = Some(b);
         }
         let level = levels[i] as usize;
-        let v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
+        let mut v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
+        if let Some(c) = codec {
+            c.encode(&to_f32(st.meta.kind, v), &mut code);
+            v = &code;
+        }
         let mut item = shape.encode(level, st.tids[i], v);
         for (lv, l) in links[i].iter().enumerate() {
             let refs: Vec<ItemRef> = l.iter().map(|n| places[*n as usize]).collect();
@@ -344,7 +403,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         ElementKind::Bits => link::<u8>(&st, threads),
     };
     unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
-    write_pages(index, &st, &links, &levels, entry);
+    let codec = build_codec(&st);
+    write_pages(index, &st, &links, &levels, entry, codec.as_ref());
     let index_tuples = levels.len() as f64;
     drop((links, levels));
     st.data = Vec::new();
@@ -406,7 +466,9 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
         let mut w = page::PageWrite::start(index);
         let p = w.register(LockedBuffer { buffer }, true);
-        write_meta_item(p, &meta);
+        // An empty index has no data to center on: the origin it is.
+        let center = (meta.quantization == Quantization::Binary).then(|| vec![0f32; meta.dims as usize]);
+        write_meta_item(p, &meta, center.as_deref());
         w.finish();
     }
 }

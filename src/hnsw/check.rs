@@ -31,7 +31,7 @@ pub fn check(oid: pg_sys::Oid) -> String {
         pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "index is not an hnsw index");
     }
     let meta = page::read_meta(index);
-    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let n = page::nblocks(index);
     let mut elements: HashMap<ItemRef, Element> = HashMap::new();
     for block in 1..n {

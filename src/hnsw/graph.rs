@@ -6,7 +6,8 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::{search_layer, Candidate, Graph, PairDistance, QueryDistance};
-use quiver_core::space::{distance_raw, normalize_raw, AlignedBytes, ElementKind, Metric};
+use quiver_core::quantize::{BinaryCodec, BinaryQuery, Quantization};
+use quiver_core::space::{distance_raw, from_f32, normalize_raw, to_f32, AlignedBytes, ElementKind, Metric};
 use quiver_core::hnsw::fasthash::IdHashMap;
 
 /// The bytes an index stores for a `vector`/`halfvec`/`bit` datum, checked
@@ -63,6 +64,10 @@ pub struct DiskGraph {
     pins: IdHashMap<u32, pg_sys::Buffer>,
     /// Scratch for `prefetch`: page address and item offset per node.
     prefetching: Vec<(*const u8, u16)>,
+    /// A binary-quantized index's codec (elements hold codes, not vectors),
+    /// and the query prepared against it for the current `metric`.
+    codec: Option<BinaryCodec>,
+    prepared: Option<BinaryQuery>,
 }
 
 impl Drop for DiskGraph {
@@ -75,7 +80,7 @@ impl DiskGraph {
     pub fn new(index: pg_sys::Relation, meta: &Meta, query: AlignedBytes) -> Self {
         DiskGraph {
             index,
-            shape: ElementShape { params: meta.params(), vector_bytes: meta.kind.bytes_for(meta.dims as usize) },
+            shape: ElementShape { params: meta.params(), vector_bytes: meta.stored_bytes() },
             metric: meta.metric,
             kind: meta.kind,
             query,
@@ -84,6 +89,43 @@ impl DiskGraph {
             vectors: IdHashMap::default(),
             pins: IdHashMap::default(),
             prefetching: Vec::new(),
+            codec: (meta.quantization == Quantization::Binary).then(|| super::page::read_codec(index, meta)),
+            prepared: None,
+        }
+    }
+
+    /// What an element stores for the index value `v`: `v` itself, or its
+    /// code in a quantized index.
+    pub fn stored_form(&self, v: &AlignedBytes) -> AlignedBytes {
+        match &self.codec {
+            None => v.clone(),
+            Some(c) => {
+                let mut code = AlignedBytes::from_bytes(&vec![0u8; c.code_bytes()]);
+                c.encode(&to_f32(self.kind, v.as_bytes()), code.as_bytes_mut());
+                code
+            }
+        }
+    }
+
+    /// Element `r`'s vector as a query (VACUUM searches with it to relink
+    /// the element): the stored vector, or what a code stands for; None
+    /// when the slot is empty.
+    pub fn element_as_query(&mut self, r: ItemRef) -> Option<AlignedBytes> {
+        let shape = self.shape;
+        let stored = self.with_element_if_present(r, |b| AlignedBytes::from_bytes(shape.vector(b)))?;
+        Some(match &self.codec {
+            None => stored,
+            Some(c) => from_f32(self.kind, &c.decode(stored.as_bytes())),
+        })
+    }
+
+    /// The query prepared against the codec for the current metric (inserts
+    /// and VACUUM switch to the construction metric after `new`).
+    fn prepare(&mut self) {
+        if let Some(c) = &self.codec {
+            if self.prepared.as_ref().map(|p| p.metric()) != Some(self.metric) {
+                self.prepared = Some(c.query(&to_f32(self.kind, self.query.as_bytes()), self.metric));
+            }
         }
     }
 
@@ -188,11 +230,16 @@ impl QueryDistance<u64> for DiskGraph {
         let r = ItemRef::unpack(node);
         let (shape, kind, metric) = (self.shape, self.kind, self.metric);
         let keep = self.keep_vectors;
+        self.prepare();
         // Moved out for the call (with_element borrows self mutably), put back below.
         let query = std::mem::take(&mut self.query);
+        let prepared = self.prepared.take();
         let found = self.with_element_if_present(r, |b| {
             let v = shape.vector(b);
-            let d = distance_raw(kind, metric, query.as_bytes(), v);
+            let d = match &prepared {
+                Some(bq) => bq.distance(v),
+                None => distance_raw(kind, metric, query.as_bytes(), v),
+            };
             let info = ElementInfo {
                 heap: ElementShape::heap(b),
                 deleted: ElementShape::is_deleted(b),
@@ -202,6 +249,7 @@ impl QueryDistance<u64> for DiskGraph {
         // A reclaimed slot: infinitely far, never a result, no links.
         let (d, info, vec) = found.unwrap_or((f32::INFINITY, ElementInfo { heap: r, deleted: true }, None));
         self.query = query;
+        self.prepared = prepared;
         self.info.insert(node, info);
         if let Some(v) = vec {
             self.vectors.insert(node, v);
@@ -269,7 +317,11 @@ impl PairDistance<u64> for DiskGraph {
     fn pair_distance(&mut self, a: u64, b: u64) -> f32 {
         self.cache_vector(a);
         self.cache_vector(b);
-        distance_raw(self.kind, self.metric, self.vectors[&a].as_bytes(), self.vectors[&b].as_bytes())
+        let (va, vb) = (self.vectors[&a].as_bytes(), self.vectors[&b].as_bytes());
+        match &self.codec {
+            Some(c) => c.pair_distance(self.metric, va, vb),
+            None => distance_raw(self.kind, self.metric, va, vb),
+        }
     }
 }
 

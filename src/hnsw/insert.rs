@@ -190,10 +190,13 @@ pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distan
 pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: AlignedBytes) {
     let meta = *meta;
     let params = params_of(&meta);
-    let shape = ElementShape { params, vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let shape = ElementShape { params, vector_bytes: meta.stored_bytes() };
     let level = params.level_for(random_unit());
+    let mut g = DiskGraph::new(index, &meta, v.clone());
+    let stored = g.stored_form(&v);
     let Some((entry, top)) = meta.entry else {
-        let (me, m, _) = place(index, &shape.encode(level, heap, v.as_bytes()), level, None, &shape);
+        drop(g);
+        let (me, m, _) = place(index, &shape.encode(level, heap, stored.as_bytes()), level, None, &shape);
         if m.entry.map(|(e, _)| e) != Some(me) {
             // Someone else made the first insert meanwhile: our element sits
             // unlinked; link it now like any other.
@@ -202,7 +205,6 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
         return;
     };
     let top = top as usize;
-    let mut g = DiskGraph::new(index, &meta, v.clone());
     g.metric = meta.metric.construction();
     g.keep_vectors = true;
     let mut cur = g.descend(entry, top, level);
@@ -215,7 +217,7 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
             cur = found;
         }
     }
-    let mut data = shape.encode(level, heap, v.as_bytes());
+    let mut data = shape.encode(level, heap, stored.as_bytes());
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
         let refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
         shape.set_neighbors(&mut data, lv, &refs);

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod insert;
 pub mod options;
 pub mod page;
+pub mod rescore;
 pub mod scan;
 pub mod vacuum;
 

@@ -22,6 +22,10 @@ pub enum IterativeScan {
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+/// Rescoring of binary-quantized scans: candidates per returned row, and on/off.
+pub static OVERSAMPLING: GucSetting<f64> = GucSetting::<f64>::new(DEFAULT_OVERSAMPLING);
+pub const DEFAULT_OVERSAMPLING: f64 = 2.0;
+pub static RESCORE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Whether index scans are counted in shared memory (when preloaded).
 pub static TRACK_METRICS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -33,7 +37,19 @@ pub struct HnswOptions {
     vl_len_: i32,
     pub m: i32,
     pub ef_construction: i32,
+    /// 0 none, 1 binary (the enum reloption's values).
+    pub quantization: i32,
 }
+
+/// Values of the `quantization` reloption, NULL-terminated as Postgres wants.
+struct EnumValues([pg_sys::relopt_enum_elt_def; 3]);
+// SAFETY: the table only holds pointers to static C strings; never mutated.
+unsafe impl Sync for EnumValues {}
+static QUANTIZATION_VALUES: EnumValues = EnumValues([
+    pg_sys::relopt_enum_elt_def { string_val: c"none".as_ptr(), symbol_val: 0 },
+    pg_sys::relopt_enum_elt_def { string_val: c"binary".as_ptr(), symbol_val: 1 },
+    pg_sys::relopt_enum_elt_def { string_val: std::ptr::null(), symbol_val: 0 },
+]);
 
 /// Called once from `_PG_init`.
 pub fn init() {
@@ -73,6 +89,24 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"quiver.oversampling",
+        c"Candidates rescored per returned row by scans of binary-quantized hnsw indexes",
+        c"A scan ranks oversampling x hnsw.ef_search candidates by their codes and rescores them all with exact distances.",
+        &OVERSAMPLING,
+        1.0,
+        1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"quiver.rescore",
+        c"Rescores binary-quantized hnsw candidates with the exact distance from the table",
+        c"off returns rows in the order of their codes' estimated distances (faster, approximate order).",
+        &RESCORE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called once at library load, before any index uses the kind;
     // the option names and descriptions are static C strings.
     unsafe {
@@ -98,6 +132,15 @@ pub fn init() {
             1000,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        pg_sys::add_enum_reloption(
+            kind,
+            c"quantization".as_ptr(),
+            c"How the index stores vectors: none or binary (1-bit codes, rescored from the table)".as_ptr(),
+            QUANTIZATION_VALUES.0.as_ptr() as *mut pg_sys::relopt_enum_elt_def,
+            0,
+            c"Valid values are \"none\" and \"binary\".".as_ptr(),
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
 }
 
@@ -113,6 +156,11 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"ef_construction".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HnswOptions, ef_construction) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"quantization".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_ENUM,
+            offset: std::mem::offset_of!(HnswOptions, quantization) as i32,
         },
     ];
     // SAFETY: the table describes HnswOptions' int fields; build_reloptions
@@ -148,4 +196,18 @@ pub fn index_params(index: pg_sys::Relation) -> (usize, usize) {
         );
     }
     (m as usize, efc as usize)
+}
+
+/// The `quantization` reloption of an index (none when unset).
+pub fn index_quantization(index: pg_sys::Relation) -> quiver_core::quantize::Quantization {
+    // SAFETY: rd_options is NULL or the HnswOptions built by amoptions.
+    let q = unsafe {
+        let o = (*index).rd_options as *const HnswOptions;
+        if o.is_null() { 0 } else { (*o).quantization }
+    };
+    if q == 1 {
+        quiver_core::quantize::Quantization::Binary
+    } else {
+        quiver_core::quantize::Quantization::None
+    }
 }

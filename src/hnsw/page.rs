@@ -116,6 +116,22 @@ pub fn read_meta(index: pg_sys::Relation) -> Meta {
     }
 }
 
+/// Item of the meta page holding a quantized index's center.
+pub const CENTER_ITEM: u16 = 2;
+
+/// The codec of a binary-quantized index: its center, from the meta page.
+pub fn read_codec(index: pg_sys::Relation, meta: &Meta) -> quiver_core::quantize::BinaryCodec {
+    let buf = LockedBuffer::read(index, META_BLOCK, false);
+    let want = 2 * meta.dims as usize;
+    match item(buf.page(), CENTER_ITEM) {
+        Some(b) if b.len() == want => {
+            quiver_core::quantize::BinaryCodec::new(quiver_core::quantize::BinaryCodec::center_from_bytes(b))
+        }
+        Some(b) => corrupted(index, &format!("center item has {} bytes, needs {want}", b.len())),
+        None => corrupted(index, "binary-quantized index without a center item"),
+    }
+}
+
 pub fn corrupted(index: pg_sys::Relation, detail: &str) -> ! {
     // SAFETY: rd_rel is valid for an open relation; relname is a NameData.
     let name = unsafe { std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) }

@@ -5,7 +5,11 @@
 //! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
 use super::graph::{index_value_or_else, DiskGraph};
-use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES};
+use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES, OVERSAMPLING, RESCORE};
+use super::rescore::HeapVectors;
+use quiver_core::quantize::Quantization;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use super::page;
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ItemRef, Meta};
@@ -27,6 +31,27 @@ struct ScanState {
     /// When the current search began, and rows returned since (metrics).
     started_at: Option<std::time::Instant>,
     rows: u64,
+    /// Binary-quantized scans with `quiver.rescore` on: `results` holds
+    /// candidates in code order; those read from the table wait here by
+    /// exact distance until returned.
+    rescoring: bool,
+    rescored: BinaryHeap<Reverse<Rescored>>,
+    rescored_count: usize,
+}
+
+/// A candidate with its exact distance, ordered nearest first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rescored(f32, ItemRef);
+impl Eq for Rescored {}
+impl Ord for Rescored {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+impl PartialOrd for Rescored {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 /// Counts the search that just ended, if one ran.
@@ -67,6 +92,9 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             last_distance: f32::NEG_INFINITY,
             started_at: None,
             rows: 0,
+            rescoring: false,
+            rescored: BinaryHeap::new(),
+            rescored_count: 0,
         };
         (*scan).opaque = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(st) as *mut _;
         scan
@@ -85,6 +113,8 @@ pub unsafe extern "C-unwind" fn amrescan(
     finish_search(scan, st);
     st.results.clear();
     st.returned.clear();
+    st.rescored.clear();
+    st.rescored_count = 0;
     st.search = None;
     st.started = false;
     st.exhausted = false;
@@ -146,7 +176,8 @@ fn next_batch(st: &mut ScanState, ef: usize) {
         st.exhausted = true;
         return;
     }
-    let strict = ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
+    // Code order is not the order returned when rescoring: keep them all.
+    let strict = ITERATIVE_SCAN.get() == IterativeScan::StrictOrder && !st.rescoring;
     for c in batch {
         let Some(info) = g.info.get(&c.node) else { continue };
         if strict && c.distance < st.last_distance {
@@ -158,17 +189,92 @@ fn next_batch(st: &mut ScanState, ef: usize) {
     }
 }
 
+/// Size of the scan's candidate list: `hnsw.ef_search`, times
+/// `quiver.oversampling` when the candidates are codes to rescore (the
+/// scan returns up to ef_search rows, the exact best of that many
+/// candidates by code).
+fn list_size(st: &ScanState) -> usize {
+    let ef = EF_SEARCH.get().max(1) as usize;
+    if st.rescoring {
+        ((ef as f64 * OVERSAMPLING.get()).ceil() as usize).clamp(ef, 100_000)
+    } else {
+        ef
+    }
+}
+
+/// Whether the scan may search past its first batch.
+fn may_continue(st: &ScanState) -> bool {
+    if st.exhausted || ITERATIVE_SCAN.get() == IterativeScan::Off {
+        return false;
+    }
+    let visited = st.search.as_ref().map(|(_, r)| r.visited_count).unwrap_or(0);
+    visited < MAX_SCAN_TUPLES.get().max(1) as usize
+}
+
+/// Reads exact distances from the table until `need` candidates have been
+/// rescored (searching on when the queue runs dry and the scan may), so
+/// that the nearest rescored one can be returned.
+fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
+    if st.rescored_count >= need {
+        return;
+    }
+    let Some(mut heap) = HeapVectors::open(scan) else {
+        // No table to read: return code order (never the case for executor scans).
+        st.rescoring = false;
+        return;
+    };
+    let Some(query) = st.query.clone() else { return };
+    while st.rescored_count < need {
+        if let Some((_, tid)) = st.results.pop_front() {
+            st.rescored_count += 1;
+            if let Some(d) = heap.distance(tid, &st.meta, &query) {
+                st.rescored.push(Reverse(Rescored(d, tid)));
+            }
+            continue;
+        }
+        if !may_continue(st) {
+            break;
+        }
+        pgrx::check_for_interrupts!();
+        let ef = list_size(st);
+        next_batch(st, ef);
+    }
+}
+
+/// The next row of a rescoring scan: its whole first batch
+/// (`oversampling x ef_search` candidates by code) is rescored before the
+/// first row, and later batches (iterative scans) keep at least
+/// `oversampling` candidates rescored per row returned. A candidate
+/// rescored later that is nearer than a row already returned is dropped
+/// unless the order may be relaxed (as pgvector's strict_order does).
+fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32, ItemRef)> {
+    let relaxed = ITERATIVE_SCAN.get() == IterativeScan::RelaxedOrder;
+    loop {
+        let per_row = (OVERSAMPLING.get() * (st.rows as f64 + 1.0)).ceil() as usize;
+        let need = per_row.max(list_size(st));
+        rescore_until(scan, st, need);
+        let Reverse(Rescored(d, tid)) = st.rescored.pop()?;
+        if d < st.last_distance && !relaxed {
+            continue;
+        }
+        return Some((d, tid));
+    }
+}
+
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
     let st = state(scan);
     if !st.started {
         st.started = true;
         st.started_at = crate::metrics::enabled().then(std::time::Instant::now);
+        st.rescoring = st.meta.quantization == Quantization::Binary && RESCORE.get();
         start_search(scan, st);
-        next_batch(st, EF_SEARCH.get().max(1) as usize);
+        let ef = list_size(st);
+        next_batch(st, ef);
     }
     loop {
-        if let Some((d, heap)) = st.results.pop_front() {
+        let next = if st.rescoring { next_rescored(scan, st) } else { st.results.pop_front() };
+        if let Some((d, heap)) = next {
             st.last_distance = st.last_distance.max(d);
             st.rows += 1;
             // SAFETY: the descriptor is live; we report an exact ordering.
@@ -179,15 +285,18 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
             }
             return true;
         }
-        if st.exhausted || ITERATIVE_SCAN.get() == IterativeScan::Off {
+        if st.rescoring {
             return false;
         }
-        let visited = st.search.as_ref().map(|(_, r)| r.visited_count).unwrap_or(0);
-        if visited >= MAX_SCAN_TUPLES.get().max(1) as usize {
+        if !st.results.is_empty() {
+            continue; // rescoring was impossible: code order it is
+        }
+        if !may_continue(st) {
             return false;
         }
         pgrx::check_for_interrupts!();
-        next_batch(st, EF_SEARCH.get().max(1) as usize);
+        let ef = list_size(st);
+        next_batch(st, ef);
     }
 }
 
@@ -199,5 +308,6 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     finish_search(scan, st);
     st.results = VecDeque::new();
     st.returned = IdHashSet::default();
+    st.rescored = BinaryHeap::new();
     st.search = None;
 }

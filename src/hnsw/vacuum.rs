@@ -114,7 +114,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
 /// returns how many were freed.
 pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
     let meta = page::read_meta(index);
-    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let mut deleted: IdHashSet<u64> = IdHashSet::default();
     let mut highest_live: Option<(ItemRef, usize)> = None;
     for block in 1..page::nblocks(index) {
@@ -227,7 +227,7 @@ fn unlink_deleted(
     deleted: &IdHashSet<u64>,
 ) {
     let mut probe = DiskGraph::new(index, meta, AlignedBytes::default());
-    let Some(v) = probe.with_element_if_present(r, |b| AlignedBytes::from_bytes(shape.vector(b))) else { return };
+    let Some(v) = probe.element_as_query(r) else { return };
     drop(probe);
     let mut g = DiskGraph::new(index, meta, v);
     g.metric = meta.metric.construction();
@@ -299,7 +299,7 @@ fn unlink_deleted(
 pub fn repair_reachability(index: pg_sys::Relation) -> usize {
     let meta = page::read_meta(index);
     let Some((entry, top)) = meta.entry else { return 0 };
-    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.kind.bytes_for(meta.dims as usize) };
+    let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let mut fixed = 0;
     for _round in 0..3 {
         let mut links: IdHashMap<u64, (Vec<ItemRef>, bool)> = IdHashMap::default();
@@ -335,7 +335,7 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             pgrx::check_for_interrupts!();
             let xr = ItemRef::unpack(x);
             let mut probe = DiskGraph::new(index, &meta, AlignedBytes::default());
-            let v = probe.with_element(xr, |b| AlignedBytes::from_bytes(shape.vector(b)));
+            let Some(v) = probe.element_as_query(xr) else { continue };
             let mut g = DiskGraph::new(index, &meta, v);
             g.metric = meta.metric.construction();
             g.keep_vectors = true;

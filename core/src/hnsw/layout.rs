@@ -4,20 +4,24 @@
 //! Meta page item (block 0):
 //! ```text
 //! u32 magic "QVHN" | u32 version | u32 dims | u16 m | u16 ef_construction
-//! u8 metric | u8 element kind | u16 reserved
+//! u8 metric | u8 element kind | u8 quantization (0 none, 1 binary) | u8 reserved
 //! u32 entry block (u32::MAX: empty index) | u16 entry offset | u16 entry level
 //! u32 insert block (last page that received elements)
 //! u64 elements inserted
 //! ```
+//! A binary-quantized index keeps its center as a second item of the meta
+//! page: f16 per dimension (see `quantize`).
 //! Element item (blocks >= 1), all little-endian:
 //! ```text
 //! u8 level | u8 flags | u16 reserved | u32 heap block | u16 heap offset | u16 reserved
 //! neighbour slots: 2m for level 0, then m per level above; each u32 block + u16 offset,
 //!   valid slots first within a level, empty slots have block u32::MAX
-//! padding to 4 bytes | vector bytes (f32, f16 or packed bits)
+//! padding to 4 bytes | vector bytes (f32, f16 or packed bits), or the
+//!   binary code and its correction factors in a quantized index
 //! ```
 
 use super::Params;
+use crate::quantize::Quantization;
 use crate::space::{ElementKind, Metric};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"QVHN");
@@ -51,6 +55,7 @@ pub struct Meta {
     pub ef_construction: u16,
     pub metric: Metric,
     pub kind: ElementKind,
+    pub quantization: Quantization,
     pub entry: Option<(ItemRef, u16)>,
     pub insert_block: u32,
     pub elements: u64,
@@ -85,6 +90,14 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
 }
 
 impl Meta {
+    /// Bytes each element stores for its vector (or its code).
+    pub fn stored_bytes(&self) -> usize {
+        match self.quantization {
+            Quantization::None => self.kind.bytes_for(self.dims as usize),
+            Quantization::Binary => crate::quantize::code_bytes(self.dims as usize),
+        }
+    }
+
     pub fn params(&self) -> Params {
         Params::new(self.m as usize, self.ef_construction as usize)
     }
@@ -98,6 +111,7 @@ impl Meta {
         b[14..16].copy_from_slice(&self.ef_construction.to_le_bytes());
         b[16] = self.metric.code();
         b[17] = self.kind.code();
+        b[18] = self.quantization.code();
         let (eb, eo, el) = match self.entry {
             Some((r, l)) => (r.block, r.offset, l),
             None => (NO_BLOCK, 0, 0),
@@ -128,6 +142,7 @@ impl Meta {
             ef_construction: u16_at(b, 14),
             metric: Metric::from_code(b[16]).ok_or(LayoutError::BadCode("metric"))?,
             kind: ElementKind::from_code(b[17]).ok_or(LayoutError::BadCode("element kind"))?,
+            quantization: Quantization::from_code(b[18]).ok_or(LayoutError::BadCode("quantization"))?,
             entry: (eb != NO_BLOCK).then(|| (ItemRef { block: eb, offset: u16_at(b, 24) }, u16_at(b, 26))),
             insert_block: u32_at(b, 28),
             elements: u64::from_le_bytes(b[32..40].try_into().expect("8 bytes")),
@@ -244,6 +259,7 @@ mod tests {
             ef_construction: 64,
             metric: Metric::Cosine,
             kind: ElementKind::F16,
+            quantization: Quantization::Binary,
             entry: Some((ItemRef { block: 7, offset: 3 }, 2)),
             insert_block: 9,
             elements: 123,
