@@ -37,7 +37,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import datasets as ds  # noqa: E402
 
 PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
-CONTENDERS = {"quiver": "quiver", "pgvector": "vector"}  # name -> extension
+CONTENDERS = {"quiver": "quiver", "quiver-binary": "quiver", "pgvector": "vector"}  # name -> extension
+# index options beyond m and ef_construction, per contender
+INDEX_OPTIONS = {"quiver-binary": ", quantization = 'binary'"}
+OVERSAMPLING = [1, 1.5, 2, 3, 4]
 OPCLASS = {"cosine": ("vector_cosine_ops", "<=>"), "l2": ("vector_l2_ops", "<->")}
 
 
@@ -118,7 +121,8 @@ def load(server: Server, db: str, ext: str, data: ds.Dataset) -> dict:
     return {"load_s": load_s, "version": version}
 
 
-def build_index(server: Server, db: str, data: ds.Dataset, m: int, efc: int, mwm: str) -> dict | None:
+def build_index(server: Server, db: str, data: ds.Dataset, m: int, efc: int, mwm: str,
+                extra: str = "") -> dict | None:
     with server.connect(db) as c:
         if not c.execute("SELECT 1 FROM pg_am WHERE amname = 'hnsw'").fetchone():
             return None
@@ -127,7 +131,7 @@ def build_index(server: Server, db: str, data: ds.Dataset, m: int, efc: int, mwm
         opclass = OPCLASS[data.metric][0]
         start = time.perf_counter()
         c.execute(f"CREATE INDEX items_embedding_idx ON items USING hnsw (embedding {opclass}) "
-                  f"WITH (m = {m}, ef_construction = {efc})")
+                  f"WITH (m = {m}, ef_construction = {efc}{extra})")
         build_s = time.perf_counter() - start
         size = c.execute("SELECT pg_relation_size('items_embedding_idx')").fetchone()[0]
     return {"build_s": build_s, "index_bytes": size}
@@ -173,7 +177,7 @@ def restart_for(contender: str) -> None:
     data, logfile = os.environ.get("QUIVER_BENCH_DATA"), os.environ.get("QUIVER_BENCH_LOG")
     if not data:
         return
-    preload = "quiver" if contender == "quiver" else ""
+    preload = "quiver" if contender.startswith("quiver") else ""
     cmd = [str(PG_BIN / "pg_ctl"), "-D", data, "-l", logfile, "-w", "restart",
            "-o", f"-c shared_preload_libraries={preload}"]
     if os.geteuid() != pwd.getpwnam("postgres").pw_uid:
@@ -202,10 +206,11 @@ def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float,
 
 
 def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args, workdir) -> dict:
-    db = f"bench_{name}_{data.name.replace('-', '_')}"
+    db = f"bench_{name}_{data.name}".replace("-", "_")
     log(f"{data.name} / {name}: loading {len(data.base)} rows")
     res = {"contender": name, **load(server, db, ext, data)}
-    idx = build_index(server, db, data, args.m, args.ef_construction, args.maintenance_work_mem)
+    idx = build_index(server, db, data, args.m, args.ef_construction, args.maintenance_work_mem,
+                      INDEX_OPTIONS.get(name, ""))
     res["index"] = idx
     if idx:
         log(f"{data.name} / {name}: index built in {idx['build_s']:.1f}s, {idx['index_bytes'] / 2**20:.0f} MB")
@@ -220,6 +225,15 @@ def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args,
             r["ef_search"] = ef
             res["searches"].append(r)
             log(f"  ef_search={ef}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, p99 {r['p99_ms']:.2f} ms")
+    if idx and name == "quiver-binary":
+        # recall against quiver.oversampling at the default ef_search
+        res["oversampling"] = []
+        for os_ in OVERSAMPLING:
+            r = measure(server, db, search_sql(op), {"hnsw.ef_search": 40, "quiver.oversampling": os_}, gt, nq,
+                        min(nq, args.recall_queries), args.seconds, workdir)
+            r["oversampling"] = os_
+            res["oversampling"].append(r)
+            log(f"  oversampling={os_}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, p99 {r['p99_ms']:.2f} ms")
     if idx and name == "quiver":
         res["metrics_overhead"] = metrics_overhead(server, db, search_sql(op), nq, args.seconds, workdir)
     exact = {"enable_indexscan": "off", "max_parallel_workers_per_gather": 0}
@@ -272,15 +286,16 @@ def report(results: list[dict], env: dict, out: pathlib.Path) -> str:
     for dataset in sorted({r["dataset"] for r in results}):
         rs = {r["contender"]: r for r in results if r["dataset"] == dataset}
         names = [n for n in CONTENDERS if n in rs]
-        both = len(names) == 2
-        head = "| metric | " + " | ".join(names) + (" | quiver / pgvector |" if both else " |")
+        # ratio columns: each quiver variant against pgvector
+        pairs = [(n, "pgvector") for n in names if n != "pgvector" and "pgvector" in names]
+        head = "| metric | " + " | ".join(names + [f"{a} / {b}" for a, b in pairs]) + " |"
         lines += [f"## {dataset} ({rs[names[0]]['rows']} rows, {rs[names[0]]['metric']})", "", head,
-                  "|---" * (len(names) + 1 + both) + "|"]
+                  "|---" * (len(names) + 1 + len(pairs)) + "|"]
 
         def row(label, get, spec, better=True):
-            vals = [get(rs[n]) for n in names]
-            cells = [fmt(v, spec) for v in vals]
-            extra = [ratio(vals[0], vals[1])] if both else []
+            vals = {n: get(rs[n]) for n in names}
+            cells = [fmt(vals[n], spec) for n in names]
+            extra = [ratio(vals[a], vals[b]) for a, b in pairs]
             lines.append(f"| {label} | " + " | ".join(cells + extra) + " |")
 
         row("load (s)", lambda r: r["load_s"], ".1f")
@@ -304,6 +319,12 @@ def report(results: list[dict], env: dict, out: pathlib.Path) -> str:
             row(f"filter {sel}, {mode}: recall@10", lambda r: pickf(r, "recall"), ".3f")
             row(f"filter {sel}, {mode}: QPS", lambda r: pickf(r, "qps"), ".1f")
         row("inserts, 2 clients (rows/s)", lambda r: r["insert_rate"], ".0f")
+        curve = rs.get("quiver-binary", {}).get("oversampling")
+        if curve:
+            lines += ["", "quiver-binary, recall@10 against quiver.oversampling at ef_search 40 "
+                      "(oversampling x ef_search candidates ranked by code, all rescored):", "",
+                      "| oversampling | recall@10 | QPS | p99 (ms) |", "|---|---|---|---|"]
+            lines += [f"| {c['oversampling']} | {c['recall']:.3f} | {c['qps']:.0f} | {c['p99_ms']:.2f} |" for c in curve]
         q = rs.get("quiver", {}).get("metrics_overhead")
         if q:
             lines += ["", f"quiver with search metrics (quiver.track_metrics) off / on, ef_search 40: "
@@ -366,6 +387,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", action="append", choices=list(ds.PREPARERS),
                    help="dataset(s) to run (default: wordnet-minilm-384 and fashion-mnist-784)")
+    p.add_argument("--contender", action="append", choices=list(CONTENDERS),
+                   help="measure only these (default: all that are installed)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("QUIVER_BENCH_PORT", 28817)))
     p.add_argument("--user", default="postgres")
@@ -384,10 +407,12 @@ def main() -> None:
     server = Server(args.host, args.port, args.user)
     contenders = {}
     for name, ext in CONTENDERS.items():
+        if args.contender and name not in args.contender:
+            continue
         v = server.available(ext)
         if v:
             contenders[name] = ext
-        elif name == "quiver":
+        elif ext == "quiver":
             raise SystemExit("quiver is not installed on the server: run ./scripts/demo.sh first")
         else:
             log("pgvector (extension 'vector') is not installed on this server: measuring quiver alone")

@@ -153,9 +153,9 @@ BEGIN
     IF shards IS NULL OR shards < 1 OR shards > 1024 THEN
         RAISE EXCEPTION 'shards must be between 1 and 1024, not %', shards USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF quantization IS DISTINCT FROM 'none' THEN
-        RAISE EXCEPTION 'quantization "%" is not available', quantization USING ERRCODE = 'feature_not_supported',
-            HINT = 'Only quantization => ''none'' (full precision) is implemented so far.';
+    IF quantization IS NULL OR quantization NOT IN ('none', 'binary') THEN
+        RAISE EXCEPTION 'quantization must be none or binary, not "%"', quantization
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM quiver.collection_catalog k WHERE k.name = create_collection.name) THEN
         RAISE EXCEPTION 'collection "%" already exists', create_collection.name USING ERRCODE = 'duplicate_object';
@@ -173,10 +173,10 @@ BEGIN
         EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
                        target, left(create_collection.name, 50) || '_shard' || i, rel, shards, i);
     END LOOP;
-    EXECUTE format('CREATE INDEX ON %s USING hnsw (embedding @extschema@.%I) WITH (m = %s, ef_construction = %s)',
-                   rel, 'vector_' || dist || '_ops', m, ef_construction);
+    EXECUTE format('CREATE INDEX ON %s USING hnsw (embedding @extschema@.%I) WITH (m = %s, ef_construction = %s, quantization = %L)',
+                   rel, 'vector_' || dist || '_ops', m, ef_construction, quantization);
     INSERT INTO quiver.collection_catalog (name, relation, vector_column, distance, quantization)
-        VALUES (create_collection.name, rel, 'embedding', dist, 'none');
+        VALUES (create_collection.name, rel, 'embedding', dist, quantization);
     RETURN rel;
 END $$;
 COMMENT ON FUNCTION quiver.create_collection(text, integer, text, text, integer, integer, integer) IS
@@ -190,6 +190,7 @@ DECLARE
                            (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl));
     kind text;
     opc name;
+    opts text[];
 BEGIN
     PERFORM quiver._check_name(cname, 'collection');
     PERFORM quiver._require_owner(tbl, 'table', tbl::text);
@@ -212,13 +213,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM quiver.collection_catalog k WHERE k.relation = tbl) THEN
         RAISE EXCEPTION 'table "%" is already a collection', tbl USING ERRCODE = 'duplicate_object';
     END IF;
-    SELECT i.opclass INTO opc FROM quiver._leaf_indexes(tbl, column_name) i WHERE i.opclass IS NOT NULL LIMIT 1;
+    SELECT i.opclass, i.reloptions INTO opc, opts
+    FROM quiver._leaf_indexes(tbl, column_name) i WHERE i.opclass IS NOT NULL LIMIT 1;
     INSERT INTO quiver.collection_catalog (name, relation, vector_column, distance, quantization)
         VALUES (cname, tbl, column_name,
                 CASE WHEN opc IS NULL THEN NULL
                      WHEN opc LIKE '%\_hamming\_ops' THEN 'hamming'
                      ELSE substring(opc FROM '^(?:vector|halfvec)_(l2|ip|cosine|l1)_ops$') END,
-                'none');
+                CASE WHEN 'quantization=binary' = ANY (opts) THEN 'binary' ELSE 'none' END);
     RETURN cname;
 END $$;
 COMMENT ON FUNCTION quiver.register_collection(regclass, name, text) IS

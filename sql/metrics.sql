@@ -14,7 +14,7 @@ COMMENT ON FUNCTION quiver.reset_metrics(regclass) IS
 REVOKE ALL ON FUNCTION quiver.reset_metrics(regclass), quiver._reset_metrics(oid) FROM PUBLIC;
 
 -- Per hnsw index of this database: searches, rows returned, distances
--- computed, errors, latency histogram (per-bucket counts, bounds in
+-- computed, candidates rescored from the table (binary quantization), errors, latency histogram (per-bucket counts, bounds in
 -- bucket_bounds_us, the last bucket unbounded) and its quantiles.
 CREATE VIEW quiver.search_stats AS
     WITH m AS (SELECT quiver._metrics_json()::jsonb AS j)
@@ -22,6 +22,7 @@ CREATE VIEW quiver.search_stats AS
            (i ->> 'searches')::bigint AS searches,
            (i ->> 'rows')::bigint AS rows_returned,
            (i ->> 'distances')::bigint AS distances,
+           (i ->> 'rescored')::bigint AS rescored,
            (i ->> 'errors')::bigint AS errors,
            (i ->> 'latency_sum_us')::float8 / 1e6 AS latency_sum_seconds,
            ARRAY(SELECT jsonb_array_elements_text(i -> 'buckets')::bigint) AS latency_buckets,
@@ -49,6 +50,25 @@ CREATE FUNCTION quiver.index_health(index regclass)
     FROM (SELECT quiver.index_check(index) AS r) s $$;
 COMMENT ON FUNCTION quiver.index_health(regclass) IS
     'elements, deletes awaiting VACUUM, unreachable elements, entry point level and average level-0 out-degree of an hnsw index';
+
+-- Storage of one hnsw index from its meta page (cheap): the quantization,
+-- what each element stores for its vector (the vector itself, or a binary
+-- code with its correction factors), and the size per indexed vector.
+CREATE FUNCTION quiver._index_meta(regclass) RETURNS text
+    AS 'MODULE_PATHNAME', 'quiver_index_meta' LANGUAGE C STRICT;
+CREATE FUNCTION quiver.index_stats(index regclass)
+    RETURNS TABLE (quantization text, vector_type text, dimensions integer, metric text, m integer,
+                   ef_construction integer, vector_bytes integer, vectors bigint, index_size bigint,
+                   bytes_per_vector float8)
+    LANGUAGE sql STABLE STRICT AS $$
+    SELECT r ->> 'quantization', r ->> 'type', (r ->> 'dims')::integer, r ->> 'metric', (r ->> 'm')::integer,
+           (r ->> 'ef_construction')::integer, (r ->> 'vector_bytes')::integer,
+           greatest(c.reltuples, 0)::bigint, pg_catalog.pg_relation_size(index),
+           CASE WHEN c.reltuples > 0 THEN pg_catalog.pg_relation_size(index) / c.reltuples END
+    FROM (SELECT quiver._index_meta(index)::jsonb AS r) s, pg_catalog.pg_class c
+    WHERE c.oid = index $$;
+COMMENT ON FUNCTION quiver.index_stats(regclass) IS
+    'quantization, bytes stored per vector, vectors and size of an hnsw index (from its meta page)';
 
 -- Recall@k of an hnsw index against exact search, on `sample` rows of its
 -- table used as queries (each row's own vector; the row itself counts).
@@ -171,6 +191,7 @@ CREATE VIEW quiver.metrics AS
         ('quiver_searches_total', 'Index scans of an hnsw index', s.searches::float8),
         ('quiver_search_rows_total', 'Rows returned by index scans', s.rows_returned),
         ('quiver_search_distances_total', 'Distances computed by index scans', s.distances),
+        ('quiver_search_rescored_total', 'Candidates of binary-quantized scans rescored from the table', s.rescored),
         ('quiver_search_errors_total', 'Index scans that ended in an error quiver raised', s.errors)
     ) c(metric, help, value)
     UNION ALL

@@ -23,6 +23,8 @@ struct Slot {
     searches: AtomicU64,
     rows: AtomicU64,
     distances: AtomicU64,
+    /// Candidates of binary-quantized scans read from the table for exact distances.
+    rescored: AtomicU64,
     errors: AtomicU64,
     latency_sum_us: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
@@ -85,7 +87,7 @@ fn slot(index: pg_sys::Oid) -> Option<&'static Slot> {
 }
 
 /// Counts one finished index scan.
-pub fn record_scan(index: pg_sys::Oid, rows: u64, distances: u64, elapsed_us: u64) {
+pub fn record_scan(index: pg_sys::Oid, rows: u64, distances: u64, rescored: u64, elapsed_us: u64) {
     if !enabled() {
         return;
     }
@@ -93,6 +95,7 @@ pub fn record_scan(index: pg_sys::Oid, rows: u64, distances: u64, elapsed_us: u6
         s.searches.fetch_add(1, Ordering::Relaxed);
         s.rows.fetch_add(rows, Ordering::Relaxed);
         s.distances.fetch_add(distances, Ordering::Relaxed);
+        s.rescored.fetch_add(rescored, Ordering::Relaxed);
         s.latency_sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
         s.buckets[bucket_for(elapsed_us)].fetch_add(1, Ordering::Relaxed);
     }
@@ -128,12 +131,13 @@ pub fn snapshot_json() -> String {
             let q = |p: f64| quantile_us(&counts, p).map(|v| format!("{v:.1}")).unwrap_or_else(|| "null".into());
             let _ = write!(
                 out,
-                "{}{{\"index\": {}, \"searches\": {}, \"rows\": {}, \"distances\": {}, \"errors\": {}, \"latency_sum_us\": {}, \"buckets\": [{}], \"p50_us\": {}, \"p95_us\": {}, \"p99_us\": {}}}",
+                "{}{{\"index\": {}, \"searches\": {}, \"rows\": {}, \"distances\": {}, \"rescored\": {}, \"errors\": {}, \"latency_sum_us\": {}, \"buckets\": [{}], \"p50_us\": {}, \"p95_us\": {}, \"p99_us\": {}}}",
                 if first { "" } else { ", " },
                 ix,
                 s.searches.load(Ordering::Relaxed),
                 s.rows.load(Ordering::Relaxed),
                 s.distances.load(Ordering::Relaxed),
+                s.rescored.load(Ordering::Relaxed),
                 s.errors.load(Ordering::Relaxed),
                 s.latency_sum_us.load(Ordering::Relaxed),
                 buckets.join(","),
@@ -159,7 +163,7 @@ pub fn reset(index: Option<pg_sys::Oid>) {
         if ix == 0 || s.database.load(Ordering::Acquire) != db || index.map(|i| u32::from(i) != ix).unwrap_or(false) {
             continue;
         }
-        for c in [&s.searches, &s.rows, &s.distances, &s.errors, &s.latency_sum_us].into_iter().chain(s.buckets.iter()) {
+        for c in [&s.searches, &s.rows, &s.distances, &s.rescored, &s.errors, &s.latency_sum_us].into_iter().chain(s.buckets.iter()) {
             c.store(0, Ordering::Relaxed);
         }
     }

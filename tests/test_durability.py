@@ -15,14 +15,14 @@ from vectors import clustered, text
 DIM = 32
 
 
-def setup_table(conn, rows: int, seed: int = 1):
+def setup_table(conn, rows: int, seed: int = 1, quantization: str = "none"):
     conn.execute("CREATE EXTENSION IF NOT EXISTS quiver")
     conn.execute(f"CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))")
     data = clustered(rows, DIM, seed=seed)
     with conn.cursor().copy("COPY t FROM STDIN") as cp:
         for i, v in enumerate(data):
             cp.write_row((i, text(v)))
-    conn.execute("CREATE INDEX t_v_idx ON t USING hnsw (v vector_l2_ops)")
+    conn.execute(f"CREATE INDEX t_v_idx ON t USING hnsw (v vector_l2_ops) WITH (quantization = '{quantization}')")
 
 
 def all_ids_through_index(conn):
@@ -35,11 +35,12 @@ def all_ids_through_index(conn):
     return [r[0] for r in conn.execute(f"SELECT id FROM t ORDER BY v <-> '{q}' LIMIT 10000000").fetchall()]
 
 
-def test_kill9_during_concurrent_inserts_loses_no_committed_row():
+@pytest.mark.parametrize("quantization", ["none", "binary"])
+def test_kill9_during_concurrent_inserts_loses_no_committed_row(quantization):
     c = Cluster(28831, "crash").init().start()
     try:
         with c.connect() as conn:
-            setup_table(conn, 1000)
+            setup_table(conn, 1000, quantization=quantization)
         committed, lock, stop = set(range(1000)), threading.Lock(), threading.Event()
 
         def writer(w):
@@ -98,12 +99,13 @@ def wait_for_replay(primary, standby, timeout=60):
     raise AssertionError("standby did not catch up")
 
 
-def test_streaming_replica_answers_like_the_primary():
+@pytest.mark.parametrize("quantization", ["none", "binary"])
+def test_streaming_replica_answers_like_the_primary(quantization):
     primary = Cluster(28832, "primary").init().start()
     standby = Cluster(28833, "standby")
     try:
         with primary.connect() as conn:
-            setup_table(conn, 2000, seed=3)
+            setup_table(conn, 2000, seed=3, quantization=quantization)
         as_postgres([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", "28832", "-U", "postgres",
                      "-D", str(standby.data), "-R", "-X", "stream"])
         standby.conf("\nport = 28833\nunix_socket_directories = '%s'\nhot_standby = on\n" % standby.root)
@@ -136,8 +138,9 @@ def test_streaming_replica_answers_like_the_primary():
         primary.destroy()
 
 
-def test_four_writers_and_four_readers(db):
-    setup_table(db, 2000, seed=6)
+@pytest.mark.parametrize("quantization", ["none", "binary"])
+def test_four_writers_and_four_readers(db, quantization):
+    setup_table(db, 2000, seed=6, quantization=quantization)
     dbname = db.info.dbname
     port = os.environ["QUIVER_TEST_PORT"]
     dsn = f"host=127.0.0.1 port={port} user=postgres dbname={dbname}"

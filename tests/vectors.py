@@ -40,3 +40,15 @@ def recall_at_k(got_ids, data, q, metric, k=10) -> float:
     eps = 1e-6 * max(1.0, abs(kth))
     good = sum(1 for i in got_ids[:k] if d[i] <= kth + eps)
     return good / k
+
+
+def embedding_like(n: int, dim: int, seed: int = 1, latent: int = 24, topics: int = 30) -> np.ndarray:
+    """Unit vectors like sentence embeddings: a few dozen latent factors
+    (topics plus spread) mapped into `dim` dimensions, a little noise. Unlike
+    isotropic noise, near neighbours are clearly nearer than the rest."""
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(12345).standard_normal((latent, dim)).astype(np.float32)
+    centres = rng.standard_normal((topics, latent)).astype(np.float32)
+    z = centres[rng.integers(0, topics, n)] + 0.6 * rng.standard_normal((n, latent)).astype(np.float32)
+    x = z @ basis + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

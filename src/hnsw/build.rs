@@ -19,14 +19,15 @@ use std::io::{BufReader, BufWriter, Read, Write};
 pub fn new_meta(index: pg_sys::Relation) -> Meta {
     let oc = resolve_opclass(index);
     let dims = column_dims(index);
+    let quantization = options::index_quantization(index);
+    if quantization == Quantization::Binary {
+        // first: an expression without dimensions gets the reason it cannot be quantized
+        check_quantizable(index, oc, dims.max(0) as usize);
+    }
     if dims < 1 {
         pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "column does not have dimensions");
     }
     let (m, efc) = options::index_params(index);
-    let quantization = options::index_quantization(index);
-    if quantization == Quantization::Binary {
-        check_quantizable(index, oc, dims as usize);
-    }
     let meta = Meta {
         dims: dims as u32,
         m: m as u16,

@@ -112,7 +112,7 @@ pub fn check(oid: pg_sys::Oid) -> String {
     format!(
         "{{\"elements\": {}, \"live\": {}, \"deleted\": {}, \"reachable\": {}, \"unreachable_live\": {}, \
          \"entry_level\": {}, \"avg_degree_level0\": {:.2}, \"pages\": {}, \"dims\": {}, \"m\": {}, \
-         \"ef_construction\": {}, \"metric\": \"{}\", \"ok\": true}}",
+         \"ef_construction\": {}, \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \"ok\": true}}",
         elements.len(),
         elements.len() - deleted,
         deleted,
@@ -124,9 +124,43 @@ pub fn check(oid: pg_sys::Oid) -> String {
         meta.dims,
         meta.m,
         meta.ef_construction,
-        meta.metric.name()
+        meta.metric.name(),
+        meta.quantization.name(),
+        meta.stored_bytes()
     )
 }
+
+/// The meta page alone, as JSON (cheap: one page), for `quiver.index_stats`.
+pub fn describe(oid: pg_sys::Oid) -> String {
+    // SAFETY: as in `check`.
+    let index = unsafe { pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+    if !is_hnsw(index) {
+        unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "index is not an hnsw index");
+    }
+    let meta = page::read_meta(index);
+    let kind = match meta.kind {
+        quiver_core::space::ElementKind::F32 => "vector",
+        quiver_core::space::ElementKind::F16 => "halfvec",
+        quiver_core::space::ElementKind::Bits => "bit",
+    };
+    unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+    format!(
+        "{{\"dims\": {}, \"type\": \"{kind}\", \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \"m\": {}, \"ef_construction\": {}}}",
+        meta.dims,
+        meta.metric.name(),
+        meta.quantization.name(),
+        meta.stored_bytes(),
+        meta.m,
+        meta.ef_construction
+    )
+}
+
+pg_function!(quiver_index_meta, |a| {
+    let oid = pg_sys::Oid::from(a.datum(0).value() as u32);
+    let report = describe(oid);
+    Ok(pgrx::IntoDatum::into_datum(report.as_str()).expect("text datum"))
+});
 
 pg_function!(quiver_index_check, |a| {
     let oid = pg_sys::Oid::from(a.datum(0).value() as u32);

@@ -7,7 +7,7 @@
 use super::page::heap_tid;
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ItemRef, Meta};
-use quiver_core::space::{distance_raw, normalize_raw, AlignedBytes, Metric};
+use quiver_core::space::{distance_raw, AlignedBytes, Metric};
 
 /// A table fetch for one burst of rescoring. Never kept across calls from
 /// Postgres: it holds buffer pins, which an abort must not find in a struct
@@ -42,8 +42,9 @@ impl HeapVectors {
         }
     }
 
-    /// The exact ordering distance from `query` to the row at `tid`, or None
-    /// when no version of it is visible to the scan (or its vector is NULL).
+    /// The exact ordering distance from `query` (as given, not normalised)
+    /// to the row at `tid`, or None when no version of it is visible to the
+    /// scan (or its vector is NULL).
     pub fn distance(&mut self, tid: ItemRef, meta: &Meta, query: &AlignedBytes) -> Option<f32> {
         let mut t = heap_tid(tid);
         let mut call_again = false;
@@ -76,9 +77,16 @@ impl HeapVectors {
         if dims != meta.dims as usize {
             return None;
         }
-        let mut v = AlignedBytes::from_bytes(&bytes);
-        if meta.metric == Metric::Cosine && !normalize_raw(meta.kind, &mut v) {
-            return None;
+        let v = AlignedBytes::from_bytes(&bytes);
+        if meta.metric == Metric::Cosine {
+            // -<q, v> / |v| orders rows as cosine distance does (|q| is the
+            // same for all), in two SIMD passes without normalising a copy.
+            let norm_sq = -distance_raw(meta.kind, Metric::NegativeDot, v.as_bytes(), v.as_bytes());
+            if !(norm_sq > 0.0 && norm_sq.is_finite()) {
+                return None; // a zero vector has no cosine distance (not indexed either)
+            }
+            let neg_dot = distance_raw(meta.kind, Metric::NegativeDot, query.as_bytes(), v.as_bytes());
+            return Some(neg_dot / norm_sq.sqrt());
         }
         Some(distance_raw(meta.kind, meta.metric, query.as_bytes(), v.as_bytes()))
     }

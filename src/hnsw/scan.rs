@@ -21,6 +21,10 @@ use std::collections::VecDeque;
 struct ScanState {
     meta: Meta,
     query: Option<AlignedBytes>,
+    /// The query as given (not normalised), for rescoring: normalising a
+    /// halfvec query rounds it to f16, and rescoring must order rows as the
+    /// SQL operator does.
+    exact_query: Option<AlignedBytes>,
     /// The search in progress: the graph reader and the resumable frontier.
     search: Option<(DiskGraph, Resumable<u64>)>,
     results: VecDeque<(f32, ItemRef)>,
@@ -60,7 +64,7 @@ fn finish_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         let distances = st.search.as_ref().map(|(_, r)| r.visited_count as u64).unwrap_or(0);
         // SAFETY: the descriptor and its index are live during the scan.
         let index = unsafe { (*(*scan).indexRelation).rd_id };
-        crate::metrics::record_scan(index, st.rows, distances, t.elapsed().as_micros() as u64);
+        crate::metrics::record_scan(index, st.rows, distances, st.rescored_count as u64, t.elapsed().as_micros() as u64);
     }
     st.rows = 0;
 }
@@ -84,6 +88,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         let st = ScanState {
             meta: page::read_meta(index),
             query: None,
+            exact_query: None,
             search: None,
             results: VecDeque::new(),
             returned: IdHashSet::default(),
@@ -135,6 +140,12 @@ pub unsafe extern "C-unwind" fn amrescan(
             let index = (*(*scan).indexRelation).rd_id;
             index_value_or_else(key.sk_argument, &st.meta, || crate::metrics::record_error(index))
         };
+        st.exact_query = match (&st.query, st.meta.quantization) {
+            (Some(_), Quantization::Binary) => {
+                Some(AlignedBytes::from_bytes(&crate::varlena::datum_payload(key.sk_argument, st.meta.kind).1))
+            }
+            _ => None,
+        };
     }
 }
 
@@ -150,6 +161,7 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
             return;
         };
         let mut g = DiskGraph::new(index, &st.meta, query);
+        g.info.reserve(2048); // a typical scan's visits, without rehashing
         let cur = g.descend(entry, top as usize, 0);
         // An entry point VACUUM reclaimed after we read the meta page is
         // infinitely far (stored vectors are finite): read the new one.
@@ -223,7 +235,8 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
         st.rescoring = false;
         return;
     };
-    let Some(query) = st.query.clone() else { return };
+    let Some(query) = st.exact_query.clone() else { return };
+    let mut need = need;
     while st.rescored_count < need {
         if let Some((_, tid)) = st.results.pop_front() {
             st.rescored_count += 1;
@@ -238,6 +251,9 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
         pgrx::check_for_interrupts!();
         let ef = list_size(st);
         next_batch(st, ef);
+        // A new batch is rescored whole, so its rows come back in exact
+        // order among themselves (filtered scans read many batches).
+        need = need.max(st.rescored_count + st.results.len());
     }
 }
 

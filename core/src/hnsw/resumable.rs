@@ -23,7 +23,8 @@ impl<N: Copy + Eq + Hash + Ord> Resumable<N> {
         let mut s = Resumable {
             frontier: BinaryHeap::new(),
             spare: BinaryHeap::new(),
-            visited: IdHashSet::default(),
+            // sized for a typical scan, so the set does not rehash as it grows
+            visited: IdHashSet::with_capacity_and_hasher(2048, Default::default()),
             visited_count: 0,
         };
         for c in entry {
