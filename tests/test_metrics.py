@@ -64,6 +64,29 @@ def test_counters_count_every_search(preloaded):
         assert p50 <= p95 <= p99
 
 
+def test_binary_quantized_scans_count_rescored_candidates(preloaded):
+    with preloaded.connect() as conn:
+        conn.execute("SELECT quiver.create_collection('codes', %s, quantization => 'binary')" % DIM)
+        conn.execute("INSERT INTO codes (id, embedding) SELECT id, embedding FROM docs")
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET hnsw.ef_search = 20")
+        conn.execute("SET quiver.oversampling = 3")
+        conn.execute("SELECT quiver.reset_metrics()")
+        for q in clustered(5, DIM, seed=83):
+            rows = conn.execute("SELECT id FROM codes ORDER BY embedding <=> %s::vector LIMIT 10", (text(q),))
+            assert len(rows.fetchall()) == 10
+        # each scan ranks 3 x 20 candidates by code and rescores all of them
+        got = conn.execute("SELECT searches, rescored FROM quiver.search_stats "
+                           "WHERE index = 'codes_embedding_idx'::regclass").fetchone()
+        assert got == (5, 5 * 60), got
+        plain = conn.execute("SELECT rescored FROM quiver.search_stats "
+                             "WHERE index = 'docs_embedding_idx'::regclass").fetchone()
+        assert plain is None or plain[0] == 0
+        text_out = conn.execute("SELECT quiver.prometheus_metrics()").fetchone()[0]
+        assert 'quiver_search_rescored_total{index="codes_embedding_idx"} 300' in text_out
+        conn.execute("SELECT quiver.drop_collection('codes')")
+
+
 def test_counters_from_several_backends_add_up(preloaded):
     with preloaded.connect() as conn:
         conn.execute("SELECT quiver.reset_metrics('docs_embedding_idx')")

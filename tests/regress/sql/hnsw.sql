@@ -27,6 +27,22 @@ VACUUM items;
 SELECT id FROM items ORDER BY embedding <-> '[3.1,1,2]' LIMIT 1;
 -- VACUUM frees the deleted element: none left flagged, one fewer element
 SELECT (r->>'deleted')::int AS deleted, (r->>'elements')::int AS elements FROM (SELECT quiver.index_check('items_l2') AS r) s;
+-- binary quantization: codes in the index, rows rescored to exact order from the table
+CREATE TABLE q (id int PRIMARY KEY, v vector(8));
+INSERT INTO q SELECT i, ARRAY(SELECT sin(i * j) FROM generate_series(1, 8) j)::real[] FROM generate_series(1, 500) i;
+CREATE INDEX q_bq ON q USING hnsw (v vector_l2_ops) WITH (quantization = 'binary');
+SELECT quantization, vector_type, dimensions, metric, vector_bytes, vectors FROM quiver.index_stats('q_bq');
+EXPLAIN (COSTS OFF) SELECT id FROM q ORDER BY v <-> '[0.5,0,0,0,0,0,0,0]' LIMIT 5;
+SELECT id, round((v <-> '[0.5,0,0,0,0,0,0,0]')::numeric, 4) AS d FROM q ORDER BY v <-> '[0.5,0,0,0,0,0,0,0]' LIMIT 5;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT id, round((v <-> '[0.5,0,0,0,0,0,0,0]')::numeric, 4) AS d FROM q ORDER BY v <-> '[0.5,0,0,0,0,0,0,0]' LIMIT 5;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+CREATE INDEX ON items USING hnsw (b bit_hamming_ops) WITH (quantization = 'binary');
+CREATE INDEX ON items USING hnsw (embedding vector_l2_ops) WITH (quantization = 'int8');
+SET quiver.oversampling = 0;
+DROP TABLE q;
 -- errors
 SELECT id FROM items ORDER BY embedding <-> '[1,2]' LIMIT 1;
 CREATE INDEX ON items USING hnsw (embedding vector_l2_ops) WITH (m = 101);
