@@ -88,13 +88,13 @@ def test_rescore_off_returns_code_order_and_oversampling_buys_recall(db):
     load(db, data)
     db.execute("CREATE INDEX ON items USING hnsw (v vector_cosine_ops) WITH (quantization = 'binary')")
     db.execute("SET enable_seqscan = off")
-    db.execute("SET hnsw.ef_search = 20")
     recall = {}
     for os_ in (1, 4):
         db.execute(f"SET quiver.oversampling = {os_}")
         recall[os_] = mean_recall(db, "<=>", "cosine", data, queries)
     assert recall[4] > recall[1] and recall[4] >= 0.95, recall
     db.execute("SET quiver.rescore = off")
+    db.execute("SET hnsw.ef_search = 20")
     unsorted = 0
     for q in queries:
         ids, ds = search(db, "<=>", q, k=20)

@@ -24,7 +24,7 @@ pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeSca
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 /// Rescoring of binary-quantized scans: candidates per returned row, and on/off.
 pub static OVERSAMPLING: GucSetting<f64> = GucSetting::<f64>::new(DEFAULT_OVERSAMPLING);
-pub const DEFAULT_OVERSAMPLING: f64 = 2.0;
+pub const DEFAULT_OVERSAMPLING: f64 = 3.0;
 pub static RESCORE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Whether index scans are counted in shared memory (when preloaded).
 pub static TRACK_METRICS: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -92,7 +92,7 @@ pub fn init() {
     GucRegistry::define_float_guc(
         c"quiver.oversampling",
         c"Candidates rescored per returned row by scans of binary-quantized hnsw indexes",
-        c"A scan ranks oversampling x hnsw.ef_search candidates by their codes and rescores them all with exact distances.",
+        c"A scan walks the graph with beam sqrt(oversampling) x hnsw.ef_search on codes and rescores the best oversampling x hnsw.ef_search candidates it measured with exact distances.",
         &OVERSAMPLING,
         1.0,
         1000.0,

@@ -175,14 +175,20 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     st.search = Some((g, r));
 }
 
-/// Queues the next batch of results (beam `ef`); marks the scan exhausted
+/// Queues the next batch of `ef` candidates; marks the scan exhausted
 /// when the graph has nothing more.
 fn next_batch(st: &mut ScanState, ef: usize) {
     let Some((g, r)) = st.search.as_mut() else {
         st.exhausted = true;
         return;
     };
-    let batch = r.next_batch(g, ef);
+    let (beam, pool) = beam_and_pool(st.rescoring, ef);
+    let mut batch = r.next_batch(g, beam);
+    if pool > beam && !batch.is_empty() {
+        // elements the walk measured but did not keep: free candidates
+        let mut more = r.take_measured(pool - beam);
+        batch.append(&mut more);
+    }
     g.release_pins();
     if batch.is_empty() {
         st.exhausted = true;
@@ -201,10 +207,9 @@ fn next_batch(st: &mut ScanState, ef: usize) {
     }
 }
 
-/// Size of the scan's candidate list: `hnsw.ef_search`, times
-/// `quiver.oversampling` when the candidates are codes to rescore (the
-/// scan returns up to ef_search rows, the exact best of that many
-/// candidates by code).
+/// Candidates per batch: `hnsw.ef_search`, times `quiver.oversampling`
+/// when they are codes to rescore (the scan returns up to ef_search rows,
+/// the exact best of that many candidates by code).
 fn list_size(st: &ScanState) -> usize {
     let ef = EF_SEARCH.get().max(1) as usize;
     if st.rescoring {
@@ -212,6 +217,21 @@ fn list_size(st: &ScanState) -> usize {
     } else {
         ef
     }
+}
+
+/// Beam of the graph walk and candidates taken, for a batch of `pool`
+/// candidates. Rescoring scans widen the beam only by the square root of
+/// the oversampling and fill the rest of the pool with elements the walk
+/// measured but did not keep: on WordNet 100k (ef_search 40, oversampling
+/// 2) beam 57 + 80 candidates gave recall 0.954 at 869 QPS where beam 80
+/// gave 0.958 at 656.
+fn beam_and_pool(rescoring: bool, pool: usize) -> (usize, usize) {
+    if !rescoring {
+        return (pool, pool);
+    }
+    let ef = EF_SEARCH.get().max(1) as f64;
+    let beam = (ef * OVERSAMPLING.get().sqrt()).ceil() as usize;
+    (beam.clamp(1, pool), pool)
 }
 
 /// Whether the scan may search past its first batch.
@@ -258,8 +278,8 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
 }
 
 /// The next row of a rescoring scan: its whole first batch
-/// (`oversampling x ef_search` candidates by code) is rescored before the
-/// first row, and later batches (iterative scans) keep at least
+/// (`oversampling x ef_search` candidates by code, from a walk with beam
+/// `sqrt(oversampling) x ef_search`) is rescored before the first row, and later batches (iterative scans) keep at least
 /// `oversampling` candidates rescored per row returned. A candidate
 /// rescored later that is nearer than a row already returned is dropped
 /// unless the order may be relaxed (as pgvector's strict_order does).

@@ -38,6 +38,20 @@ impl<N: Copy + Eq + Hash + Ord> Resumable<N> {
         s
     }
 
+    /// Up to `n` more accepted nodes that the search measured but did not
+    /// return (nearest first), without expanding anything: the free part
+    /// of a rescoring pool, since their distances are already known.
+    pub fn take_measured(&mut self, n: usize) -> Vec<Candidate<N>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.spare.pop() {
+                Some(Reverse(c)) => out.push(c),
+                None => break,
+            }
+        }
+        out
+    }
+
     /// The next up-to-`ef` nearest accepted nodes, nearest first; empty when
     /// the reachable graph is exhausted.
     pub fn next_batch<G: Graph<Node = N> + QueryDistance<N>>(&mut self, graph: &mut G, ef: usize) -> Vec<Candidate<N>> {
