@@ -322,7 +322,7 @@ def report(results: list[dict], env: dict, out: pathlib.Path) -> str:
         curve = rs.get("quiver-binary", {}).get("oversampling")
         if curve:
             lines += ["", "quiver-binary, recall@10 against quiver.oversampling at ef_search 40 "
-                      "(oversampling x ef_search candidates ranked by code, all rescored):", "",
+                      "(a beam of sqrt(oversampling) x ef_search on codes, oversampling x ef_search candidates rescored):", "",
                       "| oversampling | recall@10 | QPS | p99 (ms) |", "|---|---|---|---|"]
             lines += [f"| {c['oversampling']} | {c['recall']:.3f} | {c['qps']:.0f} | {c['p99_ms']:.2f} |" for c in curve]
         q = rs.get("quiver", {}).get("metrics_overhead")

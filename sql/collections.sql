@@ -128,6 +128,16 @@ CREATE FUNCTION quiver._leaf_indexes(rel regclass, col name)
         LIMIT 1
     ) i ON true $$;
 
+-- The hnsw index of a collection made by create_collection (also rebuilt
+-- by restore_snapshot after loading rows without it).
+CREATE FUNCTION quiver._create_collection_index(rel regclass, dist text, m integer, ef_construction integer,
+                                                quantization text) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX ON %s USING hnsw (embedding @extschema@.%I) WITH (m = %s, ef_construction = %s, quantization = %L)',
+                   rel, 'vector_' || dist || '_ops', m, ef_construction, quantization);
+END $$;
+
 CREATE FUNCTION quiver.create_collection(
     name text,
     dim integer,
@@ -173,8 +183,7 @@ BEGIN
         EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
                        target, left(create_collection.name, 50) || '_shard' || i, rel, shards, i);
     END LOOP;
-    EXECUTE format('CREATE INDEX ON %s USING hnsw (embedding @extschema@.%I) WITH (m = %s, ef_construction = %s, quantization = %L)',
-                   rel, 'vector_' || dist || '_ops', m, ef_construction, quantization);
+    PERFORM quiver._create_collection_index(rel, dist, m, ef_construction, quantization);
     INSERT INTO quiver.collection_catalog (name, relation, vector_column, distance, quantization)
         VALUES (create_collection.name, rel, 'embedding', dist, quantization);
     RETURN rel;

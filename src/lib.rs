@@ -9,6 +9,7 @@ mod bit_functions;
 mod fmgr;
 mod hnsw;
 mod metrics;
+mod snapshot;
 mod varlena;
 mod vector_type;
 
@@ -23,12 +24,14 @@ mod vector_type;
 ::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["bit"]);
 ::pgrx::extension_sql_file!("../sql/collections.sql", name = "collections", requires = ["hnsw"]);
 ::pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["collections"]);
+::pgrx::extension_sql_file!("../sql/snapshots.sql", name = "snapshots", requires = ["metrics"]);
 
 /// Runs when Postgres loads the library: registers GUCs and reloptions.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     hnsw::options::init();
     metrics::init();
+    snapshot::init();
 }
 
 // In-database tests live in pg_test/, each file in a `#[pg_schema] mod tests`

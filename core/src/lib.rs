@@ -15,6 +15,7 @@ pub mod ops;
 pub mod quantize;
 pub mod scalar;
 pub mod simd;
+pub mod snapshot;
 pub mod space;
 pub mod hnsw;
 pub mod text;

@@ -279,7 +279,8 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
 
 /// The next row of a rescoring scan: its whole first batch
 /// (`oversampling x ef_search` candidates by code, from a walk with beam
-/// `sqrt(oversampling) x ef_search`) is rescored before the first row, and later batches (iterative scans) keep at least
+/// `sqrt(oversampling) x ef_search`) is rescored before the first row;
+/// iterative scans rescore each later batch whole and keep at least
 /// `oversampling` candidates rescored per row returned. A candidate
 /// rescored later that is nearer than a row already returned is dropped
 /// unless the order may be relaxed (as pgvector's strict_order does).

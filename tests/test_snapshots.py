@@ -1,0 +1,237 @@
+"""Snapshots: a collection to one file and back, under concurrent writers,
+through corruption, hostile names, missing privileges and a client stream."""
+import base64
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from vectors import embedding_like, text
+
+DIM = 48
+
+
+def make_collection(db, name="docs", rows=1500, quantization="none", shards=1):
+    db.execute("SELECT quiver.create_collection(%s, %s, quantization => %s, shards => %s)",
+               (name, DIM, quantization, shards))
+    data = embedding_like(rows, DIM, seed=5)
+    with db.cursor().copy(f'COPY "{name}" (id, embedding, payload) FROM STDIN') as cp:
+        for i, v in enumerate(data):
+            cp.write_row((i, text(v), None if i % 3 == 0 else f'{{"n": {i}, "s": "x\\"y"}}'))
+    db.execute(f'ANALYZE "{name}"')
+    return data
+
+
+def answers(db, table, queries):
+    """Index answers with a beam wide enough to be exact on these sizes
+    (the restored index is rebuilt, so only exact answers must agree)."""
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET hnsw.ef_search = 400")
+    out = []
+    for q in queries:
+        out.append([r[0] for r in db.execute(
+            f'SELECT id FROM "{table}" ORDER BY embedding <=> %s::vector LIMIT 10', (text(q),)).fetchall()])
+    db.execute("RESET enable_seqscan")
+    db.execute("RESET hnsw.ef_search")
+    return out
+
+
+def snapshot_file(db, name):
+    return pathlib.Path(db.execute("SELECT quiver._snapshot_path(%s)", (name,)).fetchone()[0])
+
+
+@pytest.fixture()
+def snaps(db):
+    """Deletes the snapshots a test made (the directory is the cluster's)."""
+    yield db
+    for (name,) in db.execute("SELECT name FROM quiver.list_snapshots()").fetchall():
+        db.execute("SELECT quiver.delete_snapshot(%s)", (name,))
+
+
+@pytest.mark.parametrize("quantization,shards", [("none", 1), ("binary", 1), ("none", 3)])
+def test_round_trip_answers_like_the_original(snaps, quantization, shards):
+    db = snaps
+    make_collection(db, quantization=quantization, shards=shards)
+    queries = embedding_like(20, DIM, seed=6)
+    before = answers(db, "docs", queries)
+    name, size, created, checksum, rows = db.execute(
+        "SELECT name, size, created_at, checksum, rows FROM quiver.create_snapshot('docs')").fetchone()
+    assert rows == 1500 and size > 1500 * DIM * 4 and len(checksum) == 8
+    listed = db.execute("SELECT name, collection, size, rows, created_at, checksum FROM quiver.list_snapshots('docs')").fetchall()
+    assert listed == [(name, "docs", size, 1500, created, checksum)]
+    db.execute("SELECT quiver.restore_snapshot(%s, 'docs_restored')", (name,))
+    info = db.execute("SELECT vector_size, distance, quantization, shards, points_count, status "
+                      "FROM quiver.collection_info('docs_restored')").fetchone()
+    assert info == (DIM, "cosine", quantization, shards, 1500, "green")
+    same = db.execute("SELECT count(*) FROM docs a JOIN docs_restored b USING (id) "
+                      "WHERE a.embedding = b.embedding AND a.payload IS NOT DISTINCT FROM b.payload").fetchone()[0]
+    assert same == 1500
+    assert answers(db, "docs_restored", queries) == before
+
+
+def test_snapshot_holds_exactly_the_rows_committed_before_it(snaps):
+    db = snaps
+    make_collection(db, rows=500)
+    dsn = db.info.dsn
+    stop = threading.Event()
+    errors = []
+
+    def writer(w):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                k = 0
+                while not stop.is_set():
+                    c.execute("INSERT INTO docs (id, embedding) VALUES (%s, %s)",
+                              (10_000 + 2 * k + w, text(embedding_like(1, DIM, seed=k)[0])))
+                    k += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    with psycopg.connect(dsn) as c:
+        c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        visible = {r[0] for r in c.execute("SELECT id FROM docs").fetchall()}
+        name = c.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+        c.execute("COMMIT")
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    after = db.execute("SELECT count(*) FROM docs").fetchone()[0]
+    assert after > len(visible) > 500, "the writers did not write during the snapshot"
+    db.execute("SELECT quiver.restore_snapshot(%s, 'docs_then')", (name,))
+    assert {r[0] for r in db.execute("SELECT id FROM docs_then").fetchall()} == visible
+
+
+def test_corruption_is_named_and_leaves_nothing_behind(snaps):
+    db = snaps
+    make_collection(db, rows=300)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    path = snapshot_file(db, name)
+    good = path.read_bytes()
+    tables = db.execute("SELECT count(*) FROM pg_class").fetchone()[0]
+
+    def restore_fails(match):
+        with pytest.raises(psycopg.Error, match=match):
+            db.execute("SELECT quiver.restore_snapshot(%s, 'docs_bad')", (name,))
+        assert db.execute("SELECT count(*) FROM pg_class").fetchone()[0] == tables
+        assert db.execute("SELECT count(*) FROM quiver.collections WHERE name = 'docs_bad'").fetchone()[0] == 0
+
+    step = max(1, len(good) // 40)
+    for i in list(range(0, len(good), step)) + [len(good) - 1]:
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        path.write_bytes(bytes(bad))
+        restore_fails(f'snapshot "{name}": ')
+    for n in (0, 10, len(good) // 2, len(good) - 1):
+        path.write_bytes(good[:n])
+        restore_fails("snapshot is truncated|snapshot is corrupted")
+    path.write_bytes(good[:8] + (7).to_bytes(4, "little") + good[12:])
+    restore_fails("snapshot has format version 7; this quiver reads version 1")
+    path.write_bytes(good)
+    db.execute("SELECT quiver.restore_snapshot(%s, 'docs_good')", (name,))
+    assert db.execute("SELECT count(*) FROM docs_good").fetchone()[0] == 300
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/b", "", ".hidden", "x..y", "a b",
+                                 "é", "x" * 101, "name\\x"])
+def test_names_cannot_leave_the_directory(snaps, bad):
+    db = snaps
+    for sql in ("SELECT quiver.restore_snapshot(%s, 'x')", "SELECT quiver.delete_snapshot(%s)",
+                "SELECT * FROM quiver.export_snapshot(%s)", "SELECT quiver.import_snapshot(%s, '\\x00')"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid snapshot name"):
+            db.execute(sql, (bad,))
+
+
+def test_symbolic_links_are_refused(snaps):
+    db = snaps
+    make_collection(db, rows=50)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    link = snapshot_file(db, "evil")
+    link.symlink_to(snapshot_file(db, name))
+    try:
+        with pytest.raises(psycopg.Error, match='snapshot "evil" is a symbolic link'):
+            db.execute("SELECT quiver.restore_snapshot('evil', 'x')")
+        with pytest.raises(psycopg.Error, match='snapshot "evil" is not a regular file'):
+            db.execute("SELECT quiver.delete_snapshot('evil')")
+        assert [r[0] for r in db.execute("SELECT name FROM quiver.list_snapshots()").fetchall()] == [name]
+    finally:
+        link.unlink()
+
+
+def test_roles_without_file_privileges_are_refused(snaps):
+    db = snaps
+    make_collection(db, rows=50)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    role = "snap_" + os.urandom(3).hex()
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        db.execute(f"ALTER TABLE docs OWNER TO {role}")
+        db.execute(f"SET ROLE {role}")
+        for sql, what in [("SELECT quiver.create_snapshot('docs')", "pg_write_server_files"),
+                          (f"SELECT quiver.delete_snapshot('{name}')", "pg_write_server_files"),
+                          (f"SELECT quiver.restore_snapshot('{name}', 'mine')", "pg_read_server_files"),
+                          ("SELECT * FROM quiver.list_snapshots()", "pg_read_server_files"),
+                          (f"SELECT * FROM quiver.export_snapshot('{name}')", "pg_read_server_files"),
+                          ("SELECT quiver.import_snapshot('mine', '\\x00')", "pg_write_server_files")]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"must be superuser or a member of {what}"):
+                db.execute(sql)
+        db.execute("RESET ROLE")
+        db.execute(f"GRANT pg_write_server_files, pg_read_server_files TO {role}")
+        db.execute(f"SET ROLE {role}")
+        own = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+        db.execute("SELECT quiver.delete_snapshot(%s)", (own,))
+    finally:
+        db.execute("RESET ROLE")
+        db.execute("ALTER TABLE docs OWNER TO postgres")
+        db.execute(f"DROP ROLE {role}")
+
+
+def test_stream_through_psql_and_back(snaps):
+    """A client without server file access saves a snapshot with psql and
+    loads it back in chunks."""
+    db = snaps
+    make_collection(db, rows=800)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    info = db.info
+    out = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/psql", "-X", "-At", "-h", info.host, "-p", str(info.port), "-U", info.user,
+         "-d", info.dbname, "-c",
+         f"SELECT encode(chunk, 'base64') FROM quiver.export_snapshot('{name}', 4095) ORDER BY off"],
+        capture_output=True, text=True, check=True)
+    blob = base64.b64decode(out.stdout)
+    assert blob == snapshot_file(db, name).read_bytes()
+    for i in range(0, len(blob), 10_000):
+        db.execute("SELECT quiver.import_snapshot('copy', %s, %s)", (blob[i:i + 10_000], i > 0))
+    with pytest.raises(psycopg.errors.DuplicateObject, match='snapshot "copy" already exists'):
+        db.execute("SELECT quiver.import_snapshot('copy', %s)", (blob,))
+    db.execute("SELECT quiver.restore_snapshot('copy', 'docs_copy')")
+    assert db.execute("SELECT count(*) FROM docs_copy").fetchone()[0] == 800
+    v = db.execute("SELECT * FROM quiver.verify_snapshot('copy')").fetchone()
+    assert v[1:4] == ("docs", 800, len(blob))
+
+
+def test_errors_for_missing_things(snaps):
+    db = snaps
+    with pytest.raises(psycopg.Error, match='collection "nope" does not exist'):
+        db.execute("SELECT quiver.create_snapshot('nope')")
+    with pytest.raises(psycopg.errors.UndefinedFile, match='snapshot "nope" does not exist'):
+        db.execute("SELECT quiver.restore_snapshot('nope', 'x')")
+    with pytest.raises(psycopg.errors.UndefinedFile, match='snapshot "nope" does not exist'):
+        db.execute("SELECT quiver.delete_snapshot('nope')")
+    db.execute("CREATE TABLE odd (id int PRIMARY KEY, v vector(3))")
+    db.execute("SELECT quiver.register_collection('odd', 'v')")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match='collection "odd" is not of the shape snapshots store'):
+        db.execute("SELECT quiver.create_snapshot('odd')")
+    make_collection(db, rows=10)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    with pytest.raises(psycopg.Error, match='relation "docs" already exists|collection "docs" already exists'):
+        db.execute("SELECT quiver.restore_snapshot(%s, 'docs')", (name,))
