@@ -30,7 +30,20 @@ SELECT quiver.create_collection('docs_v2', 4, distance => 'l2', shards => 2);
 INSERT INTO docs_v2 SELECT i, array[i, i % 5, 1, 0]::real[]::vector, NULL FROM generate_series(1, 1000) i;
 SELECT quiver.switch_alias('docs', 'docs_v2');
 SELECT id FROM docs ORDER BY embedding <-> '[3,1,1,0]' LIMIT 3;
-SELECT name, vector_size, distance, shards, points_count, aliases, status FROM quiver.collections;
+-- binary quantization: 1-bit codes in the index, candidates rescored from the table
+SELECT quiver.create_collection('docs_bq', 64, quantization => 'binary');
+INSERT INTO docs_bq SELECT i, (SELECT array_agg(sin(i * j * 0.01))::real[] FROM generate_series(1, 64) j)::vector, NULL
+FROM generate_series(1, 2000) i;
+SELECT id FROM docs_bq ORDER BY embedding <=> (SELECT embedding FROM docs_bq WHERE id = 42) LIMIT 3;
+SELECT quantization, dimensions, vector_bytes, vectors, pg_size_pretty(index_size) AS index_size
+FROM quiver.index_stats('docs_bq_embedding_idx');
+SELECT name, vector_size, distance, quantization, shards, points_count, aliases, status FROM quiver.collections;
+-- snapshots: one checksummed file per collection, restored under a new name
+SELECT name AS snapshot, size, rows FROM quiver.create_snapshot('docs_v1') \gset
+SELECT name, collection, size, rows FROM quiver.list_snapshots('docs_v1');
+SELECT quiver.restore_snapshot(:'snapshot', 'docs_v1_restored');
+SELECT count(*) AS restored_rows FROM docs_v1_restored;
+SELECT quiver.delete_snapshot(:'snapshot');
 -- metrics: quiver is preloaded here, so index scans are counted in shared memory
 SELECT index, searches, rows_returned, p50_seconds, p99_seconds FROM quiver.search_stats;
 SELECT left(quiver.prometheus_metrics(), 400) AS prometheus_excerpt;

@@ -53,7 +53,8 @@ COMMENT ON FUNCTION quiver.index_health(regclass) IS
 
 -- Storage of one hnsw index from its meta page (cheap): the quantization,
 -- what each element stores for its vector (the vector itself, or a binary
--- code with its correction factors), and the size per indexed vector.
+-- code with its correction factors), the vectors it holds (deleted rows
+-- count until VACUUM frees them) and the size per vector.
 CREATE FUNCTION quiver._index_meta(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'quiver_index_meta' LANGUAGE C STRICT;
 CREATE FUNCTION quiver.index_stats(index regclass)
@@ -63,10 +64,10 @@ CREATE FUNCTION quiver.index_stats(index regclass)
     LANGUAGE sql STABLE STRICT AS $$
     SELECT r ->> 'quantization', r ->> 'type', (r ->> 'dims')::integer, r ->> 'metric', (r ->> 'm')::integer,
            (r ->> 'ef_construction')::integer, (r ->> 'vector_bytes')::integer,
-           greatest(c.reltuples, 0)::bigint, pg_catalog.pg_relation_size(index),
-           CASE WHEN c.reltuples > 0 THEN pg_catalog.pg_relation_size(index) / c.reltuples END
-    FROM (SELECT quiver._index_meta(index)::jsonb AS r) s, pg_catalog.pg_class c
-    WHERE c.oid = index $$;
+           (r ->> 'elements')::bigint, pg_catalog.pg_relation_size(index),
+           CASE WHEN (r ->> 'elements')::bigint > 0
+                THEN pg_catalog.pg_relation_size(index)::float8 / (r ->> 'elements')::bigint END
+    FROM (SELECT quiver._index_meta(index)::jsonb AS r) s $$;
 COMMENT ON FUNCTION quiver.index_stats(regclass) IS
     'quantization, bytes stored per vector, vectors and size of an hnsw index (from its meta page)';
 

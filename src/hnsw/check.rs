@@ -146,13 +146,14 @@ pub fn describe(oid: pg_sys::Oid) -> String {
     };
     unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
     format!(
-        "{{\"dims\": {}, \"type\": \"{kind}\", \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \"m\": {}, \"ef_construction\": {}}}",
+        "{{\"dims\": {}, \"type\": \"{kind}\", \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \"m\": {}, \"ef_construction\": {}, \"elements\": {}}}",
         meta.dims,
         meta.metric.name(),
         meta.quantization.name(),
         meta.stored_bytes(),
         meta.m,
-        meta.ef_construction
+        meta.ef_construction,
+        meta.elements
     )
 }
 
