@@ -32,11 +32,11 @@ DECLARE
     r jsonb;
 BEGIN
     IF c.vector_column <> 'embedding' OR (
-           SELECT array_agg(a.attname::text || ':' || a.atttypid::regtype::oid::text ORDER BY a.attnum)
+           SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum)
            FROM pg_catalog.pg_attribute a
            WHERE a.attrelid = c.relation AND a.attnum > 0 AND NOT a.attisdropped)
        IS DISTINCT FROM ARRAY['id:' || 'bigint'::regtype::oid, 'embedding:' || '@extschema@.vector'::regtype::oid,
-                              'payload:' || 'jsonb'::regtype::oid] THEN
+                              'payload:' || 'jsonb'::regtype::oid]::text[] THEN
         RAISE EXCEPTION 'collection "%" is not of the shape snapshots store', c.name
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Snapshots store collections made by quiver.create_collection: (id bigint, embedding vector, payload jsonb).';

@@ -170,7 +170,7 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
     if std::fs::symlink_metadata(&path).is_ok() {
         fail(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("snapshot \"{name}\" already exists"));
     }
-    let tmp = TempFile { path: path.with_extension(format!("tmp{}", std::process::id())), keep: false };
+    let mut tmp = TempFile { path: path.with_extension(format!("tmp{}", std::process::id())), keep: false };
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -208,7 +208,6 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
     file.sync_all().unwrap_or_else(|e| io(e));
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     std::fs::rename(&tmp.path, &path).unwrap_or_else(|e| io(e));
-    let mut tmp = tmp;
     tmp.keep = true;
     if let Ok(d) = std::fs::File::open(directory()) {
         let _ = d.sync_all();
@@ -396,22 +395,13 @@ fn chunk(name: &str, offset: i64, length: i32) -> Vec<u8> {
     if offset < 0 || length < 0 {
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "offset and length must not be negative".into());
     }
-    let mut buf = vec![0u8; length.min(64 << 20) as usize];
-    let mut got = 0;
-    let read = file.seek(SeekFrom::Start(offset as u64)).and_then(|_| {
-        loop {
-            let n = file.read(&mut buf[got..])?;
-            if n == 0 || got + n == buf.len() {
-                got += n;
-                return Ok(());
-            }
-            got += n;
-        }
-    });
+    let mut buf = Vec::new();
+    let read = file
+        .seek(SeekFrom::Start(offset as u64))
+        .and_then(|_| (&mut file).take(length.min(64 << 20) as u64).read_to_end(&mut buf));
     if let Err(e) = read {
         fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read snapshot \"{name}\": {e}"));
     }
-    buf.truncate(got);
     buf
 }
 

@@ -158,6 +158,15 @@ pub struct Factors {
     pub center_dot: f32,
 }
 
+impl Factors {
+    /// The factors stored after `bits` bytes of bits.
+    #[inline]
+    fn after_bits(code: &[u8], bits: usize) -> Factors {
+        let f = |o: usize| f32::from_le_bytes([code[bits + o], code[bits + o + 1], code[bits + o + 2], code[bits + o + 3]]);
+        Factors { norm: f(0), alignment: f(4), center_dot: f(8) }
+    }
+}
+
 impl BinaryCodec {
     pub fn new(center: Vec<f32>) -> BinaryCodec {
         let dims = center.len();
@@ -209,9 +218,7 @@ impl BinaryCodec {
     }
 
     pub fn factors(&self, code: &[u8]) -> Factors {
-        let b = self.dims.div_ceil(8);
-        let f = |o: usize| f32::from_le_bytes([code[b + o], code[b + o + 1], code[b + o + 2], code[b + o + 3]]);
-        Factors { norm: f(0), alignment: f(4), center_dot: f(8) }
+        Factors::after_bits(code, self.dims.div_ceil(8))
     }
 
     /// The vector a code stands for, as well as one bit per dimension can
@@ -316,13 +323,11 @@ impl BinaryQuery {
         }
         // <x, P q_u> with x = ±1/sqrt(D): set bits add, clear bits subtract
         let xq = (2.0 * set - self.sum) * self.scale;
-        let o = self.bytes;
-        let f = |i: usize| f32::from_le_bytes([code[o + i], code[o + i + 1], code[o + i + 2], code[o + i + 3]]);
-        let (norm, alignment, center_dot) = (f(0), f(4), f(8));
-        let cos = if alignment > 0.0 { (xq / alignment).clamp(-1.0, 1.0) } else { 0.0 };
+        let f = Factors::after_bits(code, self.bytes);
+        let cos = if f.alignment > 0.0 { (xq / f.alignment).clamp(-1.0, 1.0) } else { 0.0 };
         match self.metric {
-            Metric::NegativeDot | Metric::Cosine => -(norm * self.norm * cos + center_dot + self.center_dot),
-            _ => norm * norm + self.norm * self.norm - 2.0 * norm * self.norm * cos,
+            Metric::NegativeDot | Metric::Cosine => -(f.norm * self.norm * cos + f.center_dot + self.center_dot),
+            _ => f.norm * f.norm + self.norm * self.norm - 2.0 * f.norm * self.norm * cos,
         }
     }
 }

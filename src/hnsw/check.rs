@@ -22,14 +22,25 @@ fn is_hnsw(index: pg_sys::Relation) -> bool {
     unsafe { (*(*index).rd_rel).relam == pg_sys::get_am_oid(c"hnsw".as_ptr(), true) }
 }
 
-pub fn check(oid: pg_sys::Oid) -> String {
+/// Opens index `oid`, which must be an hnsw index, for reading.
+fn open_hnsw(oid: pg_sys::Oid) -> pg_sys::Relation {
     // SAFETY: index_open checks the relation is an index and locks it
     // against concurrent DROP/REINDEX for the rest of the transaction.
     let index = unsafe { pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
     if !is_hnsw(index) {
-        unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+        close(index);
         pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "index is not an hnsw index");
     }
+    index
+}
+
+fn close(index: pg_sys::Relation) {
+    // SAFETY: opened by open_hnsw with this lock mode.
+    unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+}
+
+pub fn check(oid: pg_sys::Oid) -> String {
+    let index = open_hnsw(oid);
     let meta = page::read_meta(index);
     let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let n = page::nblocks(index);
@@ -108,7 +119,7 @@ pub fn check(oid: pg_sys::Oid) -> String {
         }
     }
     let deleted = elements.values().filter(|e| e.deleted).count();
-    unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+    close(index);
     format!(
         "{{\"elements\": {}, \"live\": {}, \"deleted\": {}, \"reachable\": {}, \"unreachable_live\": {}, \
          \"entry_level\": {}, \"avg_degree_level0\": {:.2}, \"pages\": {}, \"dims\": {}, \"m\": {}, \
@@ -132,19 +143,14 @@ pub fn check(oid: pg_sys::Oid) -> String {
 
 /// The meta page alone, as JSON (cheap: one page), for `quiver.index_stats`.
 pub fn describe(oid: pg_sys::Oid) -> String {
-    // SAFETY: as in `check`.
-    let index = unsafe { pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
-    if !is_hnsw(index) {
-        unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
-        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "index is not an hnsw index");
-    }
+    let index = open_hnsw(oid);
     let meta = page::read_meta(index);
     let kind = match meta.kind {
         quiver_core::space::ElementKind::F32 => "vector",
         quiver_core::space::ElementKind::F16 => "halfvec",
         quiver_core::space::ElementKind::Bits => "bit",
     };
-    unsafe { pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+    close(index);
     format!(
         "{{\"dims\": {}, \"type\": \"{kind}\", \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \"m\": {}, \"ef_construction\": {}, \"elements\": {}}}",
         meta.dims,

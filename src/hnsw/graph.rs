@@ -14,12 +14,12 @@ use quiver_core::hnsw::fasthash::IdHashMap;
 /// against the index's dimensions; None for a zero vector under cosine
 /// (its direction is undefined, so like pgvector it is not indexed).
 pub fn index_value(datum: pg_sys::Datum, meta: &Meta) -> Option<AlignedBytes> {
-    index_value_or_else(datum, meta, || {})
+    normalized(checked_value(datum, meta, || {}), meta)
 }
 
-/// [`index_value`], calling `before_error` before a wrong dimension is
-/// raised (scans count the error in their metrics).
-pub fn index_value_or_else(datum: pg_sys::Datum, meta: &Meta, before_error: impl FnOnce()) -> Option<AlignedBytes> {
+/// The vector bytes of `datum` as given, checked against the index's
+/// dimensions (`before_error` runs before a mismatch is raised).
+pub fn checked_value(datum: pg_sys::Datum, meta: &Meta, before_error: impl FnOnce()) -> AlignedBytes {
     let (dims, bytes) = crate::varlena::datum_payload(datum, meta.kind);
     if dims != meta.dims as usize {
         before_error();
@@ -29,7 +29,12 @@ pub fn index_value_or_else(datum: pg_sys::Datum, meta: &Meta, before_error: impl
             format!("expected {} dimensions, not {}", meta.dims, dims)
         );
     }
-    let mut v = AlignedBytes::from_bytes(&bytes);
+    AlignedBytes::from_bytes(&bytes)
+}
+
+/// What the index compares for a checked value: itself, or its direction
+/// under cosine; None for a zero vector under cosine.
+pub fn normalized(mut v: AlignedBytes, meta: &Meta) -> Option<AlignedBytes> {
     if meta.metric == Metric::Cosine && !normalize_raw(meta.kind, &mut v) {
         return None;
     }

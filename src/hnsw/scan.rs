@@ -4,7 +4,7 @@
 //! over) when the first `ef_search` candidates are used up (a WHERE clause
 //! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
-use super::graph::{index_value_or_else, DiskGraph};
+use super::graph::{checked_value, normalized, DiskGraph};
 use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES, OVERSAMPLING, RESCORE};
 use super::rescore::HeapVectors;
 use quiver_core::quantize::Quantization;
@@ -134,18 +134,12 @@ pub unsafe extern "C-unwind" fn amrescan(
             pgrx::error!("cannot scan hnsw index without order");
         }
         let key = &*(*scan).orderByData;
-        st.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-            None
-        } else {
+        let given = (key.sk_flags & pg_sys::SK_ISNULL as i32 == 0).then(|| {
             let index = (*(*scan).indexRelation).rd_id;
-            index_value_or_else(key.sk_argument, &st.meta, || crate::metrics::record_error(index))
-        };
-        st.exact_query = match (&st.query, st.meta.quantization) {
-            (Some(_), Quantization::Binary) => {
-                Some(AlignedBytes::from_bytes(&crate::varlena::datum_payload(key.sk_argument, st.meta.kind).1))
-            }
-            _ => None,
-        };
+            checked_value(key.sk_argument, &st.meta, || crate::metrics::record_error(index))
+        });
+        st.exact_query = given.clone().filter(|_| st.meta.quantization == Quantization::Binary);
+        st.query = given.and_then(|v| normalized(v, &st.meta));
     }
 }
 
@@ -175,14 +169,14 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     st.search = Some((g, r));
 }
 
-/// Queues the next batch of `ef` candidates; marks the scan exhausted
-/// when the graph has nothing more.
-fn next_batch(st: &mut ScanState, ef: usize) {
+/// Queues the next batch of candidates (see [`batch_shape`]); marks the
+/// scan exhausted when the graph has nothing more.
+fn next_batch(st: &mut ScanState) {
     let Some((g, r)) = st.search.as_mut() else {
         st.exhausted = true;
         return;
     };
-    let (beam, pool) = beam_and_pool(st.rescoring, ef);
+    let (beam, pool) = batch_shape(st.rescoring);
     let mut batch = r.next_batch(g, beam);
     if pool > beam && !batch.is_empty() {
         // elements the walk measured but did not keep: free candidates
@@ -207,31 +201,22 @@ fn next_batch(st: &mut ScanState, ef: usize) {
     }
 }
 
-/// Candidates per batch: `hnsw.ef_search`, times `quiver.oversampling`
-/// when they are codes to rescore (the scan returns up to ef_search rows,
-/// the exact best of that many candidates by code).
-fn list_size(st: &ScanState) -> usize {
+/// Beam of the graph walk and candidates per batch. Without rescoring both
+/// are `hnsw.ef_search`. Rescoring scans take `oversampling x ef_search`
+/// candidates (they return up to ef_search rows, the exact best of that
+/// many by code) but widen the beam only by the square root of the
+/// oversampling, filling the rest with elements the walk measured and did
+/// not keep: on WordNet 100k (ef_search 40, oversampling 2) beam 57 + 80
+/// candidates gave recall 0.954 at 869 QPS where beam 80 gave 0.958 at 656.
+fn batch_shape(rescoring: bool) -> (usize, usize) {
     let ef = EF_SEARCH.get().max(1) as usize;
-    if st.rescoring {
-        ((ef as f64 * OVERSAMPLING.get()).ceil() as usize).clamp(ef, 100_000)
-    } else {
-        ef
-    }
-}
-
-/// Beam of the graph walk and candidates taken, for a batch of `pool`
-/// candidates. Rescoring scans widen the beam only by the square root of
-/// the oversampling and fill the rest of the pool with elements the walk
-/// measured but did not keep: on WordNet 100k (ef_search 40, oversampling
-/// 2) beam 57 + 80 candidates gave recall 0.954 at 869 QPS where beam 80
-/// gave 0.958 at 656.
-fn beam_and_pool(rescoring: bool, pool: usize) -> (usize, usize) {
     if !rescoring {
-        return (pool, pool);
+        return (ef, ef);
     }
-    let ef = EF_SEARCH.get().max(1) as f64;
-    let beam = (ef * OVERSAMPLING.get().sqrt()).ceil() as usize;
-    (beam.clamp(1, pool), pool)
+    let os = OVERSAMPLING.get();
+    let pool = ((ef as f64 * os).ceil() as usize).clamp(ef, 100_000);
+    let beam = ((ef as f64 * os.sqrt()).ceil() as usize).clamp(1, pool);
+    (beam, pool)
 }
 
 /// Whether the scan may search past its first batch.
@@ -269,8 +254,7 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
             break;
         }
         pgrx::check_for_interrupts!();
-        let ef = list_size(st);
-        next_batch(st, ef);
+        next_batch(st);
         // A new batch is rescored whole, so its rows come back in exact
         // order among themselves (filtered scans read many batches).
         need = need.max(st.rescored_count + st.results.len());
@@ -288,7 +272,7 @@ fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32
     let relaxed = ITERATIVE_SCAN.get() == IterativeScan::RelaxedOrder;
     loop {
         let per_row = (OVERSAMPLING.get() * (st.rows as f64 + 1.0)).ceil() as usize;
-        let need = per_row.max(list_size(st));
+        let need = per_row.max(batch_shape(true).1);
         rescore_until(scan, st, need);
         let Reverse(Rescored(d, tid)) = st.rescored.pop()?;
         if d < st.last_distance && !relaxed {
@@ -306,8 +290,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         st.started_at = crate::metrics::enabled().then(std::time::Instant::now);
         st.rescoring = st.meta.quantization == Quantization::Binary && RESCORE.get();
         start_search(scan, st);
-        let ef = list_size(st);
-        next_batch(st, ef);
+        next_batch(st);
     }
     loop {
         let next = if st.rescoring { next_rescored(scan, st) } else { st.results.pop_front() };
@@ -332,8 +315,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
             return false;
         }
         pgrx::check_for_interrupts!();
-        let ef = list_size(st);
-        next_batch(st, ef);
+        next_batch(st);
     }
 }
 
