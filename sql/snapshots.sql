@@ -8,7 +8,7 @@ CREATE FUNCTION quiver._snapshot_write(relation text, name text, manifest text) 
     AS 'MODULE_PATHNAME', 'quiver_snapshot_write' LANGUAGE C STRICT;
 CREATE FUNCTION quiver._snapshot_verify(name text) RETURNS text
     AS 'MODULE_PATHNAME', 'quiver_snapshot_verify' LANGUAGE C STRICT;
-CREATE FUNCTION quiver._snapshot_load(name text, relation text, vector_type text) RETURNS bigint
+CREATE FUNCTION quiver._snapshot_load(name text, relation regclass) RETURNS bigint
     AS 'MODULE_PATHNAME', 'quiver_snapshot_load' LANGUAGE C STRICT;
 CREATE FUNCTION quiver._snapshot_list() RETURNS text
     AS 'MODULE_PATHNAME', 'quiver_snapshot_list' LANGUAGE C STRICT;
@@ -100,17 +100,19 @@ BEGIN
         RAISE EXCEPTION 'snapshot "%" has a manifest this quiver cannot read', name USING ERRCODE = 'data_corrupted';
     END IF;
     rel := quiver.create_collection(new_collection, (d ->> 'dim')::integer, d ->> 'distance', d ->> 'quantization',
-                                    (d ->> 'shards')::integer, (d ->> 'm')::integer, (d ->> 'ef_construction')::integer);
-    -- load without the index, then build it once (far faster than inserting into it)
+                                    (d ->> 'shards')::integer, coalesce((d ->> 'm')::integer, 16),
+                                    coalesce((d ->> 'ef_construction')::integer, 64));
+    -- load without the index, then build it once from the snapshot's graph
+    -- (or, without one, by linking: far faster than inserting into it)
     FOR ix IN SELECT x.indexrelid::regclass FROM pg_catalog.pg_index x
               JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
               JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'hnsw'
               WHERE x.indrelid = rel LOOP
         EXECUTE format('DROP INDEX %s', ix);
     END LOOP;
-    PERFORM quiver._snapshot_load(name, rel::text, '@extschema@.vector');
-    PERFORM quiver._create_collection_index(rel, d ->> 'distance', (d ->> 'm')::integer,
-                                            (d ->> 'ef_construction')::integer, d ->> 'quantization');
+    PERFORM quiver._snapshot_load(name, rel);
+    PERFORM quiver._create_collection_index(rel, d ->> 'distance', coalesce((d ->> 'm')::integer, 16),
+                                            coalesce((d ->> 'ef_construction')::integer, 64), d ->> 'quantization');
     EXECUTE format('ANALYZE %s', rel);
     RETURN rel;
 END $$;

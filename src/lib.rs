@@ -10,6 +10,7 @@ mod fmgr;
 mod hnsw;
 mod metrics;
 mod snapshot;
+mod snapshot_restore;
 mod varlena;
 mod vector_type;
 

@@ -38,14 +38,14 @@ pub fn init() {
 
 // ereport!(ERROR) diverges, but its expansion does not say so to the compiler.
 #[allow(unreachable_code)]
-fn fail(code: PgSqlErrorCode, msg: String) -> ! {
+pub(crate) fn fail(code: PgSqlErrorCode, msg: String) -> ! {
     pgrx::ereport!(ERROR, code, msg);
     unreachable!("ereport(ERROR) does not return")
 }
 
 /// Snapshots are server files: reading them needs what `pg_read_file`
 /// needs, writing them what `COPY ... TO` a file needs.
-fn require(write: bool) {
+pub(crate) fn require(write: bool) {
     let (role, what) = if write {
         (pg_sys::ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files")
     } else {
@@ -80,7 +80,7 @@ fn directory() -> PathBuf {
 
 
 /// The path of snapshot `name`, after checking the name.
-fn path_for(name: &str) -> PathBuf {
+pub(crate) fn path_for(name: &str) -> PathBuf {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name.chars().next().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false)
@@ -99,7 +99,7 @@ fn path_for(name: &str) -> PathBuf {
 }
 
 /// Opens an existing snapshot for reading, refusing symbolic links.
-fn open_existing(name: &str) -> std::fs::File {
+pub(crate) fn open_existing(name: &str) -> std::fs::File {
     let path = path_for(name);
     std::fs::OpenOptions::new()
         .read(true)
@@ -116,7 +116,7 @@ fn open_existing(name: &str) -> std::fs::File {
         })
 }
 
-fn corrupted(name: &str, e: SnapshotError) -> ! {
+pub(crate) fn corrupted(name: &str, e: SnapshotError) -> ! {
     let code = match e {
         SnapshotError::Io(_) => PgSqlErrorCode::ERRCODE_IO_ERROR,
         _ => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
@@ -138,7 +138,7 @@ impl Drop for TempFile {
     }
 }
 
-fn text_arg(a: &crate::fmgr::Args, n: usize) -> String {
+pub(crate) fn text_arg(a: &crate::fmgr::Args, n: usize) -> String {
     // SAFETY: argument n is declared text in sql/snapshots.sql.
     unsafe { <String as pgrx::FromDatum>::from_datum(a.datum(n), false) }.expect("text argument")
 }
@@ -181,6 +181,16 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
     let io = |e: std::io::Error| -> ! { fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}")) };
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), manifest).unwrap_or_else(|e| io(e));
     let query = format!("SELECT id, embedding::real[], payload::text FROM {relation}");
+    // The rows query reads through the active snapshot (SPI does, in a
+    // transaction that has written nothing; otherwise through a newer one,
+    // and the restore inserts rows the graph misses); the graph is read
+    // through the same one.
+    // SAFETY: registered here and unregistered below (or by the resource
+    // owner on error).
+    let snapshot = unsafe {
+        let s = if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+        pg_sys::RegisterSnapshot(s)
+    };
     let rows = Spi::connect(|client| {
         let mut cursor = client.open_cursor(query.as_str(), &[]);
         let mut total = 0u64;
@@ -203,6 +213,11 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
         }
         total
     });
+    for (leaf, index, shard) in graph_sources(relation) {
+        crate::hnsw::export::export(index, leaf, shard, snapshot, |payload| w.graph(payload).unwrap_or_else(|e| io(e)));
+    }
+    // SAFETY: registered above.
+    unsafe { pg_sys::UnregisterSnapshot(snapshot) };
     let (out, checksum) = w.finish().unwrap_or_else(|e| io(e));
     let file = out.into_inner().unwrap_or_else(|e| io(e.into_error()));
     file.sync_all().unwrap_or_else(|e| io(e));
@@ -213,6 +228,51 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
         let _ = d.sync_all();
     }
     format!("{{\"size\": {size}, \"checksum\": \"{checksum:08x}\", \"rows\": {rows}}}")
+}
+
+/// The valid hnsw index of each leaf table of collection `relation`, with
+/// the leaf's shard number (its hash partition remainder; 0 unsharded):
+/// (leaf, index, shard).
+pub(crate) fn graph_sources(relation: &str) -> Vec<(pg_sys::Oid, pg_sys::Oid, u32)> {
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relation.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| pgrx::error!("snapshot: no table {relation}"));
+    leaves(oid)
+        .into_iter()
+        .filter_map(|l| l.index.map(|i| (l.oid, i, l.shard)))
+        .collect()
+}
+
+pub(crate) struct Leaf {
+    pub oid: pg_sys::Oid,
+    /// regclass text, quoted as needed
+    pub name: String,
+    /// its valid hnsw index on the vector column
+    pub index: Option<pg_sys::Oid>,
+    /// hash partition remainder; 0 unsharded
+    pub shard: u32,
+}
+
+/// Each leaf table of collection table `relation`.
+pub(crate) fn leaves(relation: pg_sys::Oid) -> Vec<Leaf> {
+    let sql = "SELECT l.leaf::oid, l.leaf::text, CASE WHEN l.valid THEN l.index::oid END, \
+                      coalesce((regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'remainder (\\d+)'))[1]::integer, 0) \
+               FROM quiver._leaf_indexes($1::pg_catalog.regclass, 'embedding') l \
+               JOIN pg_catalog.pg_class c ON c.oid = l.leaf";
+    Spi::connect(|client| {
+        let table = client
+            .select(sql, None, &[relation.into()])
+            .unwrap_or_else(|e| pgrx::error!("snapshot: reading the collection's tables failed: {e}"));
+        table
+            .map(|row| Leaf {
+                oid: row.get(1).ok().flatten().expect("leaf oid"),
+                name: row.get(2).ok().flatten().expect("leaf name"),
+                index: row.get(3).ok().flatten(),
+                shard: row.get::<i32>(4).ok().flatten().unwrap_or(0) as u32,
+            })
+            .collect()
+    })
 }
 
 /// Reads snapshot `name` through, checking every record; calls `each` with
@@ -249,35 +309,6 @@ fn summary(name: &str, manifest: &str, rows: u64, checksum: u32, size: u64) -> S
         "{{\"name\": {}, \"manifest\": {manifest}, \"rows\": {rows}, \"checksum\": \"{checksum:08x}\", \"size\": {size}}}",
         json_str(name)
     )
-}
-
-/// Inserts rows into `relation` in one statement per batch, the vectors as
-/// one flat `real[]` sliced per row (binary all the way: formatting and
-/// parsing them as text made restore slower than COPY plus CREATE INDEX). `vector_type` is the
-/// schema-qualified vector type (the caller's search_path may not hold it).
-fn insert_rows(relation: &str, vector_type: &str, rows: Vec<Row>) {
-    // 1-based start and length of each row's values in `flat`; length 0 is a NULL vector
-    let mut starts = Vec::with_capacity(rows.len());
-    let mut lens = Vec::with_capacity(rows.len());
-    let mut flat: Vec<f32> = Vec::new();
-    for r in &rows {
-        starts.push(flat.len() as i32 + 1);
-        lens.push(r.vector.len() as i32);
-        flat.extend_from_slice(&r.vector);
-    }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let payloads: Vec<Option<String>> =
-        rows.into_iter().map(|r| r.payload.map(|p| String::from_utf8_lossy(&p).into_owned())).collect();
-    let sql = format!(
-        "INSERT INTO {relation} (id, embedding, payload) \
-         SELECT $1[k], CASE WHEN $5[k] > 0 THEN $2[$4[k] : $4[k] + $5[k] - 1]::{vector_type} END, $3[k]::jsonb \
-         FROM generate_subscripts($1, 1) AS k"
-    );
-    Spi::connect_mut(|client| {
-        client
-            .update(sql.as_str(), None, &[ids.into(), flat.into(), payloads.into(), starts.into(), lens.into()])
-            .unwrap_or_else(|e| pgrx::error!("restoring rows failed: {e}"));
-    });
 }
 
 /// Lists the snapshots of the directory: name, size, manifest and checksum
@@ -369,12 +400,6 @@ pg_function!(quiver_snapshot_verify, |a| {
     let name = text_arg(&a, 0);
     let (manifest, rows, checksum, size) = read_snapshot(&name, |_| {});
     Ok(text_result(&summary(&name, &manifest, rows, checksum, size)))
-});
-
-pg_function!(quiver_snapshot_load, |a| {
-    let (name, relation, vector_type) = (text_arg(&a, 0), text_arg(&a, 1), text_arg(&a, 2));
-    let (_, rows, _, _) = read_snapshot(&name, |batch| insert_rows(&relation, &vector_type, batch));
-    Ok((rows as i64).into_datum().expect("int8 datum"))
 });
 
 pg_function!(quiver_snapshot_list, |_a| Ok(text_result(&list())));

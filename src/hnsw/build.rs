@@ -9,6 +9,7 @@ use super::{column_dims, options, resolve_opclass};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::memory::MemoryGraph;
+use quiver_core::hnsw::portable::{relink, Relinked};
 use quiver_core::hnsw::Params;
 use quiver_core::hnsw::layout::META_SIZE;
 use quiver_core::quantize::{BinaryCodec, Quantization};
@@ -175,6 +176,51 @@ struct BuildState {
     heap_tuples: f64,
 }
 
+impl BuildState {
+    fn row(&self, i: usize) -> &[u8] {
+        &self.data[i * self.vector_bytes..(i + 1) * self.vector_bytes]
+    }
+
+    /// Keeps rows `order` (in that order), dropping the others.
+    fn keep_rows(&mut self, order: &[usize]) {
+        let mut data = Vec::with_capacity(order.len() * self.vector_bytes);
+        for &r in order {
+            data.extend_from_slice(self.row(r));
+        }
+        self.tids = order.iter().map(|&r| self.tids[r]).collect();
+        self.data = data;
+    }
+}
+
+/// The graph a snapshot restore left for this table (see
+/// `crate::snapshot`), mapped onto the rows the build scan collected; None
+/// (with a NOTICE) when it cannot be used, and the index is built instead.
+fn restored_graph(st: &BuildState, g: crate::snapshot_restore::PendingGraph) -> Option<(Relinked, Option<BinaryCodec>)> {
+    let skip = |why: &str| {
+        pgrx::notice!("hnsw: not using the snapshot's graph ({why}); building the index");
+        None
+    };
+    if st.spill.is_some() {
+        return skip("the table does not fit in maintenance_work_mem");
+    }
+    let (a, b) = (&g.meta, &st.meta);
+    if (a.dims, a.m, a.metric, a.kind, a.quantization) != (b.dims, b.m, b.metric, b.kind, b.quantization) {
+        return skip("it belongs to an index of another shape");
+    }
+    let codec = match b.quantization {
+        Quantization::None => None,
+        Quantization::Binary if g.center.len() == 2 * b.dims as usize => {
+            Some(BinaryCodec::new(BinaryCodec::center_from_bytes(&g.center)))
+        }
+        Quantization::Binary => return skip("its center has the wrong size"),
+    };
+    let row_ids: Vec<Option<i64>> = st.tids.iter().map(|t| g.ids.get(&t.pack()).copied()).collect();
+    match relink(&params_of(b), a.entry, &g.elements, &row_ids) {
+        Ok(r) => Some((r, codec)),
+        Err(e) => skip(&e),
+    }
+}
+
 /// Estimated memory of one element of the in-memory graph.
 fn per_element_bytes(meta: &Meta, vector_bytes: usize) -> usize {
     vector_bytes + 6 + 1 + 2 * meta.m as usize * 4 + 96
@@ -261,6 +307,34 @@ fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>
     if !completed {
         pgrx::check_for_interrupts!();
         pgrx::error!("hnsw index build was interrupted");
+    }
+    graph.repair_reachability();
+    let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
+    (links, graph.levels.clone(), graph.entry())
+}
+
+/// A restored graph in memory (rows in `st` are its elements, then the
+/// rows it did not cover): links those others in as a build would, and
+/// makes sure every element is reachable.
+fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> (Vec<Vec<Vec<u32>>>, Vec<u8>, Option<(u32, usize)>) {
+    let width = match st.meta.kind {
+        ElementKind::Bits => st.vector_bytes,
+        _ => st.meta.dims as usize,
+    };
+    let vectors = typed::<E>(&st.data, width);
+    let seed = 0x5155_4956_4552u64 ^ st.tids.len() as u64;
+    let linked = g.order.len();
+    let damaged = g.damaged;
+    let entry = g.entry.map(|(e, _)| e as usize);
+    let graph = MemoryGraph::with_links(params_of(&st.meta), st.meta.metric, vectors, g.links, g.levels, g.entry, seed);
+    // the rows without an element, then the elements that lost most of
+    // their links: inserting an element again replaces its own links
+    let again = (linked..graph.len()).chain((0..linked).filter(|&k| damaged[k] && Some(k) != entry));
+    for (n, i) in again.enumerate() {
+        graph.insert(i as u32);
+        if n % 256 == 0 {
+            pgrx::check_for_interrupts!();
+        }
     }
     graph.repair_reachability();
     let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
@@ -398,13 +472,37 @@ pub unsafe extern "C-unwind" fn ambuild(
     let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = (workers + 1).min(cores).max(1);
-    let (links, levels, entry) = match meta.kind {
-        ElementKind::F32 => link::<f32>(&st, threads),
-        ElementKind::F16 => link::<half::f16>(&st, threads),
-        ElementKind::Bits => link::<u8>(&st, threads),
-    };
+    // SAFETY: rd_id of an open relation.
+    let heap_oid = unsafe { (*heap).rd_id };
+    let (links, levels, entry, codec) =
+        match crate::snapshot_restore::take_pending_graph(heap_oid).and_then(|g| restored_graph(&st, g)) {
+            Some((g, codec)) => {
+                pgrx::debug1!(
+                    "hnsw: restoring a stored graph of {} elements ({} to link again), {} rows to link",
+                    g.order.len(),
+                    g.damaged.iter().filter(|d| **d).count(),
+                    g.rest.len()
+                );
+                let mut order = g.order.clone();
+                order.extend_from_slice(&g.rest);
+                st.keep_rows(&order);
+                let (links, levels, entry) = match meta.kind {
+                    ElementKind::F32 => relinked::<f32>(&st, g),
+                    ElementKind::F16 => relinked::<half::f16>(&st, g),
+                    ElementKind::Bits => relinked::<u8>(&st, g),
+                };
+                (links, levels, entry, codec)
+            }
+            None => {
+                let (links, levels, entry) = match meta.kind {
+                    ElementKind::F32 => link::<f32>(&st, threads),
+                    ElementKind::F16 => link::<half::f16>(&st, threads),
+                    ElementKind::Bits => link::<u8>(&st, threads),
+                };
+                (links, levels, entry, build_codec(&st))
+            }
+        };
     unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
-    let codec = build_codec(&st);
     write_pages(index, &st, &links, &levels, entry, codec.as_ref());
     let index_tuples = levels.len() as f64;
     drop((links, levels));

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod check;
 pub mod cost;
+pub mod export;
 pub mod graph;
 pub mod insert;
 pub mod options;

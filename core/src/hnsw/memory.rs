@@ -68,6 +68,42 @@ impl<E: IndexElement> MemoryGraph<E> {
         MemoryGraph { params, metric, vectors, levels, links, entry: RwLock::new(None) }
     }
 
+    /// A graph whose first `links.len()` nodes are linked already (a
+    /// restored snapshot's graph, with its `levels` and `entry`; lists
+    /// longer than a level allows are pruned with the heuristic); the nodes
+    /// after them get levels from `seed` and no links: `insert` each.
+    pub fn with_links(
+        params: Params,
+        metric: Metric,
+        vectors: FlatVectors<E>,
+        links: Vec<Vec<Vec<u32>>>,
+        levels: Vec<u8>,
+        entry: Option<(u32, usize)>,
+        seed: u64,
+    ) -> Self {
+        assert_eq!(links.len(), levels.len(), "one level per linked node");
+        let mut g = Self::new(params, metric, vectors, seed);
+        for (i, (mut l, level)) in links.into_iter().zip(levels).enumerate() {
+            assert_eq!(l.len(), level as usize + 1, "links for every level of node {i}");
+            for (lv, list) in l.iter_mut().enumerate() {
+                if list.len() > params.max_neighbors(lv) {
+                    // linked across left-out nodes: keep the heuristic's choice
+                    let base = g.vectors.get(i);
+                    let c = metric.construction();
+                    let cands: Vec<Candidate<u32>> = list
+                        .iter()
+                        .map(|&n| Candidate { distance: E::distance(c, base, g.vectors.get(n as usize)), node: n })
+                        .collect();
+                    *list = select_neighbors(&cands, params.max_neighbors(lv), &mut Pairs(&g)).iter().map(|c| c.node).collect();
+                }
+            }
+            g.levels[i] = level;
+            g.links[i] = Mutex::new(l);
+        }
+        g.entry = RwLock::new(entry);
+        g
+    }
+
     pub fn len(&self) -> usize {
         self.levels.len()
     }
@@ -221,7 +257,9 @@ impl<E: IndexElement> MemoryGraph<E> {
         let Some((entry, _)) = self.entry() else { return 0 };
         let n = self.len();
         let mut added = 0;
-        for _round in 0..8 {
+        // Rounds end early once all are reached; each round reaches at least
+        // one more component (see the brute-force fallback below).
+        for _round in 0..n.clamp(8, 10_000) {
             let mut seen = vec![false; n];
             let mut stack = vec![entry];
             seen[entry as usize] = true;
@@ -237,6 +275,7 @@ impl<E: IndexElement> MemoryGraph<E> {
             if orphans.is_empty() {
                 break;
             }
+            let mut searched_in_vain = false;
             for x in orphans {
                 let q = self.vectors.get(x as usize);
                 let mut candidates: Vec<Candidate<u32>> = self.links[x as usize].lock().expect("links lock")[0]
@@ -247,6 +286,20 @@ impl<E: IndexElement> MemoryGraph<E> {
                 let mut more = self.search(q, self.params.ef_construction, self.params.ef_construction);
                 more.retain(|c| c.node != x && seen[c.node as usize]);
                 candidates.extend(more);
+                if candidates.is_empty() && !searched_in_vain {
+                    // The search found only nodes of x's own island (reached
+                    // through upper levels, but not on level 0 from the
+                    // entry, as a restored graph that lost nodes can be):
+                    // the nearest reached node by brute force, once per round.
+                    searched_in_vain = true;
+                    let c = self.metric.construction();
+                    candidates.extend(
+                        (0..n as u32)
+                            .filter(|&t| seen[t as usize])
+                            .map(|t| Candidate { distance: E::distance(c, q, self.vectors.get(t as usize)), node: t })
+                            .min(),
+                    );
+                }
                 candidates.sort();
                 candidates.dedup_by_key(|c| c.node);
                 // Prefer the nearest node with a free slot: evicting a link
@@ -469,5 +522,75 @@ mod inner_product_reachability {
         }
         let _ = added;
         assert_eq!(seen.len(), g.len());
+    }
+}
+
+#[cfg(test)]
+mod restored_graphs {
+    use super::*;
+
+    fn reachable(links: &[Vec<Vec<u32>>], entry: u32) -> usize {
+        let mut seen = vec![false; links.len()];
+        seen[entry as usize] = true;
+        let mut stack = vec![entry];
+        while let Some(x) = stack.pop() {
+            for &t in &links[x as usize][0] {
+                if !std::mem::replace(&mut seen[t as usize], true) {
+                    stack.push(t);
+                }
+            }
+        }
+        seen.iter().filter(|s| **s).count()
+    }
+
+    #[test]
+    /// A graph restored for part of the nodes, the others inserted into it:
+    /// every node reachable, and the restored links kept as they were.
+    fn nodes_inserted_into_a_restored_graph_are_all_reachable() {
+        let mut rng = SplitMix64(11);
+        let mut flat = FlatVectors::new(8);
+        for _ in 0..2000 {
+            let v: Vec<f32> = (0..8).map(|_| rng.next_unit() as f32).collect();
+            flat.push(&v);
+        }
+        let params = Params::new(16, 64);
+        let first = MemoryGraph::new(params, Metric::Cosine, flat.clone(), 1);
+        // the first 1800 nodes as a graph of their own
+        let mut part = FlatVectors::new(8);
+        for i in 0..1800 {
+            part.push(flat.get(i));
+        }
+        let g = MemoryGraph::new(params, Metric::Cosine, part, 1);
+        g.build(1, &|| {}, |_| true);
+        g.repair_reachability();
+        let links: Vec<Vec<Vec<u32>>> = (0..1800).map(|i| g.links(i)).collect();
+        assert_eq!(reachable(&links, g.entry().unwrap().0), 1800);
+        drop(first);
+        let r = MemoryGraph::with_links(params, Metric::Cosine, flat, links, g.levels.clone(), g.entry(), 5);
+        for i in 1800..2000 {
+            r.insert(i);
+        }
+        r.repair_reachability();
+        let all: Vec<Vec<Vec<u32>>> = (0..2000).map(|i| r.links(i)).collect();
+        assert_eq!(reachable(&all, r.entry().unwrap().0), 2000);
+        for (i, l) in all.iter().enumerate() {
+            assert_eq!(l.len(), r.levels[i] as usize + 1);
+            assert!(!l[0].is_empty(), "node {i} (level {}) has no level-0 links: {l:?}", r.levels[i]);
+        }
+    }
+
+    #[test]
+    /// Nodes 2 and 3 reached only through level 1: searches near them
+    /// land in their own island, and repair still links them in.
+    fn an_island_reached_only_through_upper_levels_is_linked() {
+        let mut flat = FlatVectors::new(2);
+        for v in [[1.0f32, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]] {
+            flat.push(&v);
+        }
+        let links = vec![vec![vec![1], vec![2]], vec![vec![0]], vec![vec![3], vec![0]], vec![vec![2]]];
+        let g = MemoryGraph::with_links(Params::new(2, 8), Metric::L2Squared, flat, links, vec![1, 0, 1, 0], Some((0, 1)), 1);
+        assert!(g.repair_reachability() >= 1);
+        let all: Vec<Vec<Vec<u32>>> = (0..4).map(|i| g.links(i)).collect();
+        assert_eq!(reachable(&all, 0), 4);
     }
 }
