@@ -117,7 +117,7 @@ BEGIN
     RETURN rel;
 END $$;
 COMMENT ON FUNCTION quiver.restore_snapshot(text, text) IS
-    'verify a snapshot, then recreate its collection under a new name with its rows and index';
+    'verify a snapshot, then recreate its collection under a new name with its rows and its index (from the stored graph)';
 
 -- Streaming through SQL, for clients without access to server files:
 --   psql -Atc "SELECT encode(chunk, 'base64') FROM quiver.export_snapshot('n')" | base64 -d > n.qsnap

@@ -11,6 +11,7 @@
 use crate::snapshot::{corrupted, leaves, open_existing, require};
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
+use quiver_core::hnsw::fasthash::IdHashMap;
 use quiver_core::hnsw::layout::Meta;
 use quiver_core::hnsw::portable::{decode, GraphPart, PortableElement};
 use quiver_core::snapshot::{Reader, Record, Row, SnapshotError};
@@ -24,7 +25,7 @@ pub struct PendingGraph {
     pub center: Vec<u8>,
     pub elements: Vec<PortableElement>,
     /// new heap TID (packed as `ItemRef::pack`) -> row id
-    pub ids: HashMap<u64, i64>,
+    pub ids: IdHashMap<u64, i64>,
 }
 
 struct Pending {
@@ -122,9 +123,8 @@ fn copy_tuple(r: &Row, out: &mut Vec<u8>) {
     if r.vector.is_empty() {
         out.extend_from_slice(&(-1i32).to_be_bytes()); // a NULL vector
     } else {
-        let v = quiver_core::wire::encode::<f32>(&r.vector);
-        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-        out.extend_from_slice(&v);
+        out.extend_from_slice(&(4 + 4 * r.vector.len() as i32).to_be_bytes());
+        quiver_core::wire::encode_into::<f32>(&r.vector, out);
     }
     match &r.payload {
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),
@@ -220,7 +220,8 @@ fn keep_graphs(relid: pg_sys::Oid, mut graphs: HashMap<u32, ShardGraph>) {
         let sql = format!("SELECT ctid, id FROM ONLY {}", leaf.name);
         let ids = Spi::connect(|client| {
             let table = client.select(&sql, None, &[]).unwrap_or_else(|e| pgrx::error!("snapshot: reading row locations failed: {e}"));
-            let mut ids = HashMap::with_capacity(table.len());
+            let mut ids = IdHashMap::default();
+            ids.reserve(table.len());
             for row in table {
                 let tid: Option<pg_sys::ItemPointerData> = row.get(1).ok().flatten();
                 let id: Option<i64> = row.get(2).ok().flatten();

@@ -302,3 +302,19 @@ def test_errors_for_missing_things(snaps):
     name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
     with pytest.raises(psycopg.errors.DuplicateObject, match='collection "docs" already exists'):
         db.execute("SELECT quiver.restore_snapshot(%s, 'docs')", (name,))
+
+
+def test_restore_beyond_maintenance_work_mem_builds_and_says_so(snaps):
+    """The stored graph is used only when the table's vectors fit in
+    maintenance_work_mem (as a build links in memory); otherwise the build
+    runs as CREATE INDEX would, with a NOTICE naming why."""
+    db = snaps
+    make_collection(db, rows=4000)
+    name = db.execute("SELECT name FROM quiver.create_snapshot('docs')").fetchone()[0]
+    seen = notices_of(db)
+    db.execute("SET maintenance_work_mem = '1MB'")
+    db.execute("SELECT quiver.restore_snapshot(%s, 'docs_restored')", (name,))
+    assert any("not using the snapshot's graph (the table does not fit in maintenance_work_mem)" in m
+               for m in seen), seen
+    report = db.execute("SELECT quiver.index_check('docs_restored_embedding_idx')").fetchone()[0]
+    assert report["live"] == 4000 and report["unreachable_live"] == 0, report

@@ -8,12 +8,17 @@ use crate::error::{Result, VectorError};
 
 pub fn encode<E: Element>(values: &[E]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + values.len() * E::SIZE);
+    encode_into(values, &mut out);
+    out
+}
+
+/// `encode`, appended to `out` (4 + dim x element size bytes).
+pub fn encode_into<E: Element>(values: &[E], out: &mut Vec<u8>) {
     out.extend_from_slice(&(values.len() as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     for v in values {
-        v.to_bits_be(&mut out);
+        v.to_bits_be(out);
     }
-    out
 }
 
 /// Decodes one value from the front of `buf`; returns it and the number of

@@ -20,7 +20,7 @@
 
 use super::layout::{ItemRef, Meta, META_SIZE};
 use super::{Params, MAX_LEVEL};
-use std::collections::HashMap;
+use super::fasthash::IdHashMap;
 
 pub const PART_HEADER: u8 = 1;
 pub const PART_ELEMENTS: u8 = 2;
@@ -176,7 +176,8 @@ pub fn relink(
     elements: &[PortableElement],
     row_ids: &[Option<i64>],
 ) -> Result<Relinked, String> {
-    let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(row_ids.len());
+    let mut row_of: IdHashMap<i64, usize> = IdHashMap::default();
+    row_of.reserve(row_ids.len());
     for (i, id) in row_ids.iter().enumerate() {
         if let Some(id) = id {
             row_of.insert(*id, i);
@@ -185,7 +186,8 @@ pub fn relink(
     let mut out = Relinked::default();
     let mut taken = vec![false; row_ids.len()];
     let mut kept = Vec::new(); // exported element per new element
-    let mut number: HashMap<ItemRef, u32> = HashMap::with_capacity(elements.len());
+    let mut number: IdHashMap<u64, u32> = IdHashMap::default();
+    number.reserve(elements.len());
     for e in elements {
         let level = e.neighbors.len().checked_sub(1).ok_or("graph element without levels")?;
         if level > MAX_LEVEL {
@@ -201,18 +203,18 @@ pub fn relink(
             }
         }
         let Some(&row) = e.id.and_then(|id| row_of.get(&id)) else { continue };
-        if taken[row] || number.contains_key(&e.at) {
+        if taken[row] || number.contains_key(&e.at.pack()) {
             continue; // one element per row and per position
         }
         taken[row] = true;
-        number.insert(e.at, out.order.len() as u32);
+        number.insert(e.at.pack(), out.order.len() as u32);
         out.order.push(row);
         out.levels.push(level as u8);
         kept.push(e);
     }
     // the elements left out, to link across
-    let left_out: HashMap<ItemRef, &PortableElement> =
-        elements.iter().filter(|e| !number.contains_key(&e.at)).map(|e| (e.at, e)).collect();
+    let left_out: IdHashMap<u64, &PortableElement> =
+        elements.iter().filter(|e| !number.contains_key(&e.at.pack())).map(|e| (e.at.pack(), e)).collect();
     out.links = kept
         .iter()
         .enumerate()
@@ -223,14 +225,14 @@ pub fn relink(
                 .map(|(level, list)| {
                     let mut to: Vec<u32> = Vec::with_capacity(list.len());
                     let mut add = |r: &ItemRef| {
-                        if let Some(&n) = number.get(r) {
+                        if let Some(&n) = number.get(&r.pack()) {
                             if n as usize != k && !to.contains(&n) {
                                 to.push(n);
                             }
                         }
                     };
                     for r in list {
-                        match left_out.get(r) {
+                        match left_out.get(&r.pack()) {
                             // a left-out neighbour: its neighbours instead
                             Some(gone) => gone.neighbors.get(level).into_iter().flatten().for_each(&mut add),
                             None => add(r),
@@ -246,7 +248,7 @@ pub fn relink(
         .zip(&out.links)
         .map(|(e, now)| e.neighbors.iter().zip(now).any(|(was, is): (&Vec<ItemRef>, &Vec<u32>)| 2 * is.len() < was.len()))
         .collect();
-    out.entry = match entry.and_then(|(r, _)| number.get(&r).copied()) {
+    out.entry = match entry.and_then(|(r, _)| number.get(&r.pack()).copied()) {
         Some(k) if out.levels[k as usize] == out.levels.iter().copied().max().unwrap_or(0) => {
             Some((k, out.levels[k as usize] as usize))
         }
