@@ -64,6 +64,11 @@ pub fn take_pending_graph(heap: pg_sys::Oid) -> Option<PendingGraph> {
 struct ShardGraph {
     header: Option<(Meta, Vec<u8>)>,
     elements: Vec<PortableElement>,
+    /// estimated bytes held in `elements`
+    bytes: usize,
+    /// set when the graph outgrew maintenance_work_mem (the build could not
+    /// use it either: its vectors would not fit): `elements` stays empty
+    too_big: bool,
 }
 
 /// The bytes COPY reads: the binary COPY format, made record by record
@@ -99,7 +104,20 @@ impl Feed {
                     self.graphs.entry(shard).or_default().header = Some((meta, center));
                 }
                 Ok(GraphPart::Elements { shard, elements }) => {
-                    self.graphs.entry(shard).or_default().elements.extend(elements);
+                    let g = self.graphs.entry(shard).or_default();
+                    if g.too_big {
+                        return;
+                    }
+                    g.bytes += elements.iter().map(|e| 64 + 8 * e.neighbors.iter().map(Vec::len).sum::<usize>()).sum::<usize>();
+                    // SAFETY: a plain GUC read (kB).
+                    if g.bytes > unsafe { pg_sys::maintenance_work_mem } as usize * 1024 {
+                        pgrx::notice!(
+                            "hnsw: not using the snapshot's graph of shard {shard} (it does not fit in maintenance_work_mem); building the index"
+                        );
+                        *g = ShardGraph { too_big: true, ..Default::default() };
+                        return;
+                    }
+                    g.elements.extend(elements);
                 }
                 Err(e) => corrupted(&self.name, SnapshotError::Malformed(e)),
             },
@@ -214,7 +232,7 @@ fn load(name: &str, relid: pg_sys::Oid) -> u64 {
 fn keep_graphs(relid: pg_sys::Oid, mut graphs: HashMap<u32, ShardGraph>) {
     let mut pending = HashMap::new();
     for leaf in leaves(relid) {
-        let Some(ShardGraph { header: Some((meta, center)), elements }) = graphs.remove(&leaf.shard) else {
+        let Some(ShardGraph { header: Some((meta, center)), elements, .. }) = graphs.remove(&leaf.shard) else {
             continue;
         };
         let sql = format!("SELECT ctid, id FROM ONLY {}", leaf.name);

@@ -257,9 +257,10 @@ impl<E: IndexElement> MemoryGraph<E> {
         let Some((entry, _)) = self.entry() else { return 0 };
         let n = self.len();
         let mut added = 0;
-        // Rounds end early once all are reached; each round reaches at least
-        // one more component (see the brute-force fallback below).
-        for _round in 0..n.clamp(8, 10_000) {
+        // Rounds end once all are reached; each reaches at least one more
+        // island (see the brute-force fallback below). The bound keeps a
+        // pathological graph from costing more than a few dozen walks.
+        for _round in 0..64 {
             let mut seen = vec![false; n];
             let mut stack = vec![entry];
             seen[entry as usize] = true;
