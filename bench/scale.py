@@ -46,13 +46,15 @@ def main() -> None:
             c.execute(f"ANALYZE docs{shards}")
             run.log(f"{shards} shard(s): loaded and indexed in {time.perf_counter() - start:.1f}s")
     with tempfile.TemporaryDirectory() as tmp:
+        # 4 shards twice: ef_search split among them (the default) and full per shard
+        configs = [(1, "split"), (4, "split"), (4, "full")]
         for ef in args.ef_search:
-            for shards in (1, 4):
+            for shards, mode in configs:
                 sql = (f"SELECT id FROM docs{shards} ORDER BY embedding <=> "
                        "(SELECT embedding FROM queries WHERE id = :q) LIMIT 10")
-                r = run.measure(server, db, sql, {"hnsw.ef_search": ef}, gt, len(data.queries), 1000,
-                                args.seconds, pathlib.Path(tmp))
-                run.log(f"ef_search {ef}, {shards} shard(s): recall {r['recall']:.3f}, {r['qps']:.0f} QPS, "
+                r = run.measure(server, db, sql, {"hnsw.ef_search": ef, "quiver.sharded_ef_search": mode}, gt,
+                                len(data.queries), 1000, args.seconds, pathlib.Path(tmp))
+                run.log(f"ef_search {ef}, {shards} shard(s), {mode}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, "
                         f"p99 {r['p99_ms']:.2f} ms")
 
 

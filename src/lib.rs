@@ -31,6 +31,7 @@ mod vector_type;
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     hnsw::options::init();
+    hnsw::shards::init();
     metrics::init();
     snapshot::init();
 }

@@ -51,6 +51,35 @@ def test_sharded_top_k_is_the_true_top_k(db):
     assert r4 >= r1 - 0.01, (r1, r4)
 
 
+def test_ef_search_is_split_among_shards(db):
+    """quiver.sharded_ef_search: split (the default) searches each of n hash
+    shards with ceil(ef_search / sqrt(n)); full with ef_search. Without
+    iterative scans a scan returns at most its beam of rows, which shows the
+    beam each shard got."""
+    data = clustered(2000, DIM, seed=93)
+    db.execute(f"SELECT quiver.create_collection('one', {DIM}, distance => 'l2')")
+    db.execute(f"SELECT quiver.create_collection('four', {DIM}, distance => 'l2', shards => 4)")
+    db.execute(f"SELECT quiver.create_collection('three', {DIM}, distance => 'l2', shards => 3)")
+    for t in ("one", "four", "three"):
+        fill(db, t, data)
+        db.execute(f"ANALYZE {t}")
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET hnsw.ef_search = 16")
+    q = clustered(1, DIM, seed=94)[0]
+    assert db.execute("SHOW quiver.sharded_ef_search").fetchone()[0] == "split"
+    rows = {t: len(top(db, t, q, k=200)) for t in ("one", "four", "three")}
+    assert rows == {"one": 16, "four": 4 * 8, "three": 3 * 10}, rows  # ceil(16/2), ceil(16/1.73)
+    db.execute("SET quiver.sharded_ef_search = full")
+    rows = {t: len(top(db, t, q, k=200)) for t in ("one", "four", "three")}
+    assert rows == {"one": 16, "four": 4 * 16, "three": 3 * 16}, rows
+    # the top 10 stays the merged best of all shards either way
+    db.execute("SET hnsw.ef_search = 200")
+    exact = [int(i) for i in np.argsort(np.linalg.norm(data - q, axis=1), kind="stable")[:10]]
+    assert top(db, "four", q) == exact
+    db.execute("RESET quiver.sharded_ef_search")
+    assert top(db, "four", q) == exact
+
+
 def test_promoting_a_synchronous_standby_under_load_keeps_every_committed_row():
     primary = Cluster(28835, "sync-primary").init().start()
     standby = Cluster(28836, "sync-standby")

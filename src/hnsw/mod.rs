@@ -13,6 +13,7 @@ pub mod options;
 pub mod page;
 pub mod rescore;
 pub mod scan;
+pub mod shards;
 pub mod vacuum;
 
 use crate::fmgr::pg_function;

@@ -19,7 +19,19 @@ pub enum IterativeScan {
     StrictOrder,
 }
 
+/// How `hnsw.ef_search` applies to the partitions of a hash-partitioned
+/// table (a sharded collection): see `shards::search_ef`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum ShardedEfSearch {
+    #[name = c"split"]
+    Split,
+    #[name = c"full"]
+    Full,
+}
+
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static SHARDED_EF_SEARCH: GucSetting<ShardedEfSearch> =
+    GucSetting::<ShardedEfSearch>::new(ShardedEfSearch::Split);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 /// Rescoring of binary-quantized scans: candidates per returned row, and on/off.
@@ -60,6 +72,14 @@ pub fn init() {
         &EF_SEARCH,
         1,
         1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"quiver.sharded_ef_search",
+        c"How hnsw.ef_search applies to each partition of a hash-partitioned table",
+        c"split: each of n partitions is searched with ef_search / sqrt(n), rounded up, so that the merged result has about the recall one table has at ef_search; full: each with ef_search.",
+        &SHARDED_EF_SEARCH,
         GucContext::Userset,
         GucFlags::default(),
     );

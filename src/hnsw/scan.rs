@@ -5,7 +5,7 @@
 //! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
 use super::graph::{checked_value, normalized, DiskGraph};
-use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN, MAX_SCAN_TUPLES, OVERSAMPLING, RESCORE};
+use super::options::{IterativeScan, ITERATIVE_SCAN, MAX_SCAN_TUPLES, OVERSAMPLING, RESCORE};
 use super::rescore::HeapVectors;
 use quiver_core::quantize::Quantization;
 use std::cmp::Reverse;
@@ -41,6 +41,8 @@ struct ScanState {
     rescoring: bool,
     rescored: BinaryHeap<Reverse<Rescored>>,
     rescored_count: usize,
+    /// hnsw.ef_search for this scan (split among shards: see `shards`)
+    ef: usize,
 }
 
 /// A candidate with its exact distance, ordered nearest first.
@@ -100,6 +102,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             rescoring: false,
             rescored: BinaryHeap::new(),
             rescored_count: 0,
+            ef: 40,
         };
         (*scan).opaque = pgrx::PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(st) as *mut _;
         scan
@@ -124,6 +127,8 @@ pub unsafe extern "C-unwind" fn amrescan(
     st.started = false;
     st.exhausted = false;
     st.last_distance = f32::NEG_INFINITY;
+    // SAFETY: the descriptor is live; heapRelation may be null (not for executor scans).
+    st.ef = super::shards::search_ef(unsafe { (*scan).heapRelation });
     // SAFETY: orderbys holds norderbys scan keys; the descriptor's own copy
     // (orderByData) is refreshed from them as index AMs are expected to do.
     unsafe {
@@ -176,7 +181,7 @@ fn next_batch(st: &mut ScanState) {
         st.exhausted = true;
         return;
     };
-    let (beam, pool) = batch_shape(st.rescoring);
+    let (beam, pool) = batch_shape(st.ef, st.rescoring);
     let mut batch = r.next_batch(g, beam);
     if pool > beam && !batch.is_empty() {
         // elements the walk measured but did not keep: free candidates
@@ -208,8 +213,7 @@ fn next_batch(st: &mut ScanState) {
 /// oversampling, filling the rest with elements the walk measured and did
 /// not keep: on WordNet 100k (ef_search 40, oversampling 2) beam 57 + 80
 /// candidates gave recall 0.954 at 869 QPS where beam 80 gave 0.958 at 656.
-fn batch_shape(rescoring: bool) -> (usize, usize) {
-    let ef = EF_SEARCH.get().max(1) as usize;
+fn batch_shape(ef: usize, rescoring: bool) -> (usize, usize) {
     if !rescoring {
         return (ef, ef);
     }
@@ -272,7 +276,7 @@ fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32
     let relaxed = ITERATIVE_SCAN.get() == IterativeScan::RelaxedOrder;
     loop {
         let per_row = (OVERSAMPLING.get() * (st.rows as f64 + 1.0)).ceil() as usize;
-        let need = per_row.max(batch_shape(true).1);
+        let need = per_row.max(batch_shape(st.ef, true).1);
         rescore_until(scan, st, need);
         let Reverse(Rescored(d, tid)) = st.rescored.pop()?;
         if d < st.last_distance && !relaxed {
