@@ -157,17 +157,8 @@ impl DiskGraph {
         if let Some(b) = self.pins.get(&block) {
             return *b;
         }
-        // SAFETY: the index is open; ReadBufferExtended raises ERROR for a
-        // block past the end rather than returning garbage.
-        let b = unsafe {
-            pg_sys::ReadBufferExtended(
-                self.index,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                block,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            )
-        };
+        // SAFETY: the index is open for as long as this graph exists.
+        let b = unsafe { super::buffer_hints::read_buffer(self.index, block) };
         self.pins.insert(block, b);
         b
     }

@@ -3,6 +3,7 @@
 //! `page.rs` for buffer access and the one guard that owns page writes.
 //! The algorithm itself is `quiver_core::hnsw`.
 
+pub mod buffer_hints;
 pub mod build;
 pub mod check;
 pub mod cost;
