@@ -330,12 +330,14 @@ fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> (Vec<Vec<Vec<u32>>
     // the rows without an element, then the elements that lost most of
     // their links: inserting an element again replaces its own links
     let again = (linked..graph.len()).chain((0..linked).filter(|&k| damaged[k] && Some(k) != entry));
+    let mut scratch = quiver_core::hnsw::memory::Scratch::new(graph.len());
     for (n, i) in again.enumerate() {
-        graph.insert(i as u32);
+        graph.insert(i as u32, &mut scratch);
         if n % 256 == 0 {
             pgrx::check_for_interrupts!();
         }
     }
+    graph.fill_spare_links();
     graph.repair_reachability();
     let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
     (links, graph.levels.clone(), graph.entry())

@@ -4,7 +4,7 @@
 //! mutex and a thread holds at most one of them at a time, so inserts on
 //! both cores never deadlock and never wait on an index-wide lock.
 
-use super::search::{search_layer, select_neighbors, Candidate, Graph, PairDistance, QueryDistance};
+use super::search::{search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited};
 use super::{Params, SplitMix64};
 use crate::space::{FlatVectors, IndexElement, Metric};
 use super::fasthash::IdHashSet;
@@ -16,10 +16,77 @@ pub struct MemoryGraph<E: IndexElement> {
     pub metric: Metric,
     pub vectors: FlatVectors<E>,
     pub levels: Vec<u8>,
-    /// links[node][level] = neighbour ids, nearest first after pruning.
-    links: Vec<Mutex<Vec<Vec<u32>>>>,
+    /// links[node][level]: the node's neighbours on that level.
+    links: Vec<Mutex<Vec<LevelLinks>>>,
     /// (node, level) of the entry point.
     entry: RwLock<Option<(u32, usize)>>,
+}
+
+/// One link of a node: the neighbour and its distance to the node (NaN
+/// until needed, for links restored from a snapshot).
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    node: u32,
+    distance: f32,
+}
+
+/// A node's links on one level, and on level 0 the candidates the
+/// heuristic passed over when the node was inserted (nearest first): at
+/// the end of a build they fill the slots still free. Denser level-0
+/// lists cost more distances per hop but need fewer hops: on
+/// WordNet-MiniLM 100k recall@10 at a beam of 40 went from 0.938 to 0.954,
+/// and queries got faster. Filling only at the end keeps lists open for
+/// the links back from later nodes while the graph is being made.
+#[derive(Debug, Default)]
+struct LevelLinks {
+    items: Vec<Link>,
+    spare: Vec<Link>,
+}
+
+impl LevelLinks {
+    fn restored(nodes: impl IntoIterator<Item = u32>) -> Self {
+        LevelLinks { items: nodes.into_iter().map(|node| Link { node, distance: f32::NAN }).collect(), spare: Vec::new() }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.items.iter().map(|l| l.node)
+    }
+
+    fn contains(&self, node: u32) -> bool {
+        self.items.iter().any(|l| l.node == node)
+    }
+}
+
+/// The nodes one build thread's search has reached, as a stamp per node:
+/// clearing is a counter increment, and a visit is one array access
+/// instead of hashing (hashing was a tenth of a build's time).
+pub struct Scratch {
+    stamps: Vec<u32>,
+    now: u32,
+}
+
+impl Scratch {
+    /// Room for a graph of `n` nodes.
+    pub fn new(n: usize) -> Self {
+        Scratch { stamps: vec![0; n], now: 1 }
+    }
+
+    fn clear(&mut self) {
+        self.now = self.now.wrapping_add(1);
+        if self.now == 0 {
+            self.stamps.iter_mut().for_each(|s| *s = 0);
+            self.now = 1;
+        }
+    }
+}
+
+impl Visited<u32> for Scratch {
+    fn first_visit(&mut self, node: u32) -> bool {
+        let s = &mut self.stamps[node as usize];
+        let first = *s != self.now;
+        *s = self.now;
+        first
+    }
 }
 
 /// One search: a query over the graph, copying one node's links at a time.
@@ -34,7 +101,7 @@ impl<E: IndexElement> Graph for ToQuery<'_, E> {
     fn neighbors(&mut self, node: u32, level: usize, out: &mut Vec<u32>) {
         let l = self.g.links[node as usize].lock().expect("links lock");
         if let Some(v) = l.get(level) {
-            out.extend_from_slice(v);
+            out.extend(v.ids());
         }
     }
 }
@@ -52,7 +119,7 @@ impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
             let v = self.g.vectors.get(n as usize);
             let bytes = std::mem::size_of_val(v);
             let p = v.as_ptr() as *const u8;
-            for off in (0..bytes.min(4 * 64)).step_by(64) {
+            for off in (0..bytes.min(PREFETCH_LINES * 64)).step_by(64) {
                 // SAFETY: `off` is within the vector's bytes.
                 prefetch_line(unsafe { p.add(off) });
             }
@@ -60,6 +127,7 @@ impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
     }
 }
 
+const PREFETCH_LINES: usize = 24;
 /// Starts loading the cache line at `p` (a hint: never faults, never blocks).
 #[inline(always)]
 fn prefetch_line(p: *const u8) {
@@ -90,7 +158,12 @@ impl<E: IndexElement> MemoryGraph<E> {
             (0..n).map(|_| params.level_for(rng.next_unit()).min(params.max_level) as u8).collect();
         let links = levels
             .iter()
-            .map(|&l| Mutex::new((0..=l as usize).map(|lv| Vec::with_capacity(params.max_neighbors(lv))).collect()))
+            .map(|&l| {
+                let lists = (0..=l as usize)
+                    .map(|lv| LevelLinks { items: Vec::with_capacity(params.max_neighbors(lv)), spare: Vec::new() })
+                    .collect();
+                Mutex::new(lists)
+            })
             .collect();
         MemoryGraph { params, metric, vectors, levels, links, entry: RwLock::new(None) }
     }
@@ -125,7 +198,7 @@ impl<E: IndexElement> MemoryGraph<E> {
                 }
             }
             g.levels[i] = level;
-            g.links[i] = Mutex::new(l);
+            g.links[i] = Mutex::new(l.into_iter().map(LevelLinks::restored).collect());
         }
         g.entry = RwLock::new(entry);
         g
@@ -143,8 +216,9 @@ impl<E: IndexElement> MemoryGraph<E> {
         *self.entry.read().expect("entry lock")
     }
 
+    /// The neighbours of `node` on each of its levels.
     pub fn links(&self, node: u32) -> Vec<Vec<u32>> {
-        self.links[node as usize].lock().expect("links lock").clone()
+        self.links[node as usize].lock().expect("links lock").iter().map(|l| l.ids().collect()).collect()
     }
 
     /// Links every node, using `threads` threads (the caller's included).
@@ -165,13 +239,13 @@ impl<E: IndexElement> MemoryGraph<E> {
         let n = self.len();
         // Every thread claims the next node until all are linked or a stop
         // is asked for; `after` runs after each node (progress, on the caller's thread).
-        let work = |after: &mut dyn FnMut(usize)| {
+        let work = |scratch: &mut Scratch, after: &mut dyn FnMut(usize)| {
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     break;
                 }
-                self.insert(i as u32);
+                self.insert(i as u32, scratch);
                 done.fetch_add(1, Ordering::Relaxed);
                 after(i);
             }
@@ -180,10 +254,10 @@ impl<E: IndexElement> MemoryGraph<E> {
             for _ in 1..threads.max(1) {
                 s.spawn(|| {
                     worker_start();
-                    work(&mut |_| {});
+                    work(&mut Scratch::new(n), &mut |_| {});
                 });
             }
-            work(&mut |i| {
+            work(&mut Scratch::new(n), &mut |i| {
                 if i % 256 == 0 && !progress(done.load(Ordering::Relaxed)) {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -192,11 +266,13 @@ impl<E: IndexElement> MemoryGraph<E> {
         if stop.load(Ordering::Relaxed) {
             return false;
         }
+        self.fill_spare_links();
         progress(n)
     }
 
-    /// Links node `i` into the graph (Algorithm 1 of the paper).
-    pub fn insert(&self, i: u32) {
+    /// Links node `i` into the graph (Algorithm 1 of the paper), with a
+    /// thread's `Scratch::new(self.len())`.
+    pub fn insert(&self, i: u32, visited: &mut Scratch) {
         let level = self.levels[i as usize] as usize;
         let entry = {
             let mut e = self.entry.write().expect("entry lock");
@@ -213,16 +289,21 @@ impl<E: IndexElement> MemoryGraph<E> {
         let mut dq = ToQuery { g: self, q, metric: self.metric.construction() };
         let mut cur = vec![Candidate { distance: dq.distance(ep), node: ep }];
         for lv in (level + 1..=top).rev() {
-            let mut visited = IdHashSet::default();
-            cur = search_layer(&mut dq, &cur, 1, lv, &mut visited);
+            visited.clear();
+            cur = search_layer(&mut dq, &cur, 1, lv, visited);
         }
         for lv in (0..=level.min(top)).rev() {
-            let mut visited = IdHashSet::default();
-            visited.insert(i);
-            let found = search_layer(&mut dq, &cur, self.params.ef_construction, lv, &mut visited);
+            visited.clear();
+            visited.first_visit(i);
+            let found = search_layer(&mut dq, &cur, self.params.ef_construction, lv, visited);
             let found: Vec<_> = found.into_iter().filter(|c| c.node != i).collect();
-            let chosen = select_neighbors(&found, self.params.max_neighbors(lv), &mut Pairs(self));
-            self.links[i as usize].lock().expect("links lock")[lv] = chosen.iter().map(|c| c.node).collect();
+            let max = self.params.max_neighbors(lv);
+            let (chosen, passed) = select_neighbors_split(&found, max, &mut Pairs(self));
+            let spare_room = if lv == 0 { max - chosen.len() } else { 0 };
+            self.links[i as usize].lock().expect("links lock")[lv] = LevelLinks {
+                items: chosen.iter().map(|c| Link { node: c.node, distance: c.distance }).collect(),
+                spare: passed.iter().take(spare_room).map(|c| Link { node: c.node, distance: c.distance }).collect(),
+            };
             for c in &chosen {
                 self.connect(c.node, i, c.distance, lv);
             }
@@ -238,40 +319,72 @@ impl<E: IndexElement> MemoryGraph<E> {
         }
     }
 
-    /// Adds `new` to the links of `node` on `level`, pruning with the
-    /// heuristic when the list is full.
+    /// Adds `new` to the links of `node` on `level`; a full list keeps the
+    /// heuristic's choice among its links and the new one (which may drop
+    /// the new one). The choice is worked out on a copy without the lock
+    /// (another thread waiting on it would sleep in the kernel) and applied
+    /// if the list did not change meanwhile, else worked out again.
     fn connect(&self, node: u32, new: u32, distance: f32, level: usize) {
         let max = self.params.max_neighbors(level);
-        let current: Vec<u32> = {
+        for attempt in 0.. {
             let mut l = self.links[node as usize].lock().expect("links lock");
             let list = &mut l[level];
-            if list.contains(&new) {
+            if list.contains(new) {
                 return;
             }
-            if list.len() < max {
-                list.push(new);
+            if list.items.len() < max {
+                list.items.push(Link { node: new, distance });
                 return;
             }
-            list.clone()
-        };
-        // Full: choose among old links and the new one, without holding the lock.
-        let base = self.vectors.get(node as usize);
-        let mut cands: Vec<Candidate<u32>> = current
-            .iter()
-            .map(|&n| Candidate { distance: E::distance(self.metric.construction(), base, self.vectors.get(n as usize)), node: n })
-            .collect();
-        cands.push(Candidate { distance, node: new });
-        let chosen = select_neighbors(&cands, max, &mut Pairs(self));
-        let mut l = self.links[node as usize].lock().expect("links lock");
-        // Another thread may have changed the list meanwhile: keep its additions
-        // only if they still fit (they will be found through other links otherwise).
-        let mut list: Vec<u32> = chosen.iter().map(|c| c.node).collect();
-        for n in l[level].iter() {
-            if !current.contains(n) && !list.contains(n) && list.len() < max {
-                list.push(*n);
+            if attempt >= 3 {
+                // contended: decide under the lock
+                list.items = self.prune(node, &list.items, new, distance, max);
+                return;
+            }
+            let copy = list.items.clone();
+            drop(l);
+            let chosen = self.prune(node, &copy, new, distance, max);
+            let mut l = self.links[node as usize].lock().expect("links lock");
+            let list = &mut l[level];
+            if list.items.len() == copy.len() && list.ids().eq(copy.iter().map(|c| c.node)) {
+                list.items = chosen;
+                return;
             }
         }
-        l[level] = list;
+    }
+
+    /// The heuristic's choice among `items` and `new`.
+    fn prune(&self, node: u32, items: &[Link], new: u32, distance: f32, max: usize) -> Vec<Link> {
+        let c = self.metric.construction();
+        let base = self.vectors.get(node as usize);
+        let mut cands: Vec<Candidate<u32>> = items
+            .iter()
+            .map(|it| {
+                let d = if it.distance.is_nan() { E::distance(c, base, self.vectors.get(it.node as usize)) } else { it.distance };
+                Candidate { distance: d, node: it.node }
+            })
+            .collect();
+        cands.push(Candidate { distance, node: new });
+        select_neighbors(&cands, max, &mut Pairs(self)).iter().map(|c| Link { node: c.node, distance: c.distance }).collect()
+    }
+
+    /// Fills the free level-0 slots of every node with the candidates its
+    /// insertion passed over (see `LevelLinks`), and frees those lists.
+    pub fn fill_spare_links(&self) {
+        let max = self.params.max_neighbors(0);
+        for l in &self.links {
+            let mut l = l.lock().expect("links lock");
+            let list = &mut l[0];
+            let spare = std::mem::take(&mut list.spare);
+            for s in spare {
+                if list.items.len() >= max {
+                    break;
+                }
+                if !list.contains(s.node) {
+                    list.items.push(s);
+                }
+            }
+        }
     }
 
     /// Makes every node reachable on level 0 from the entry point. The
@@ -292,7 +405,7 @@ impl<E: IndexElement> MemoryGraph<E> {
             let mut stack = vec![entry];
             seen[entry as usize] = true;
             while let Some(x) = stack.pop() {
-                for &t in &self.links[x as usize].lock().expect("links lock")[0] {
+                for t in self.links[x as usize].lock().expect("links lock")[0].ids() {
                     if !seen[t as usize] {
                         seen[t as usize] = true;
                         stack.push(t);
@@ -303,13 +416,21 @@ impl<E: IndexElement> MemoryGraph<E> {
             if orphans.is_empty() {
                 break;
             }
+            // Links into each node on level 0: a full list gives up a link
+            // only to a node that keeps another way in.
+            let mut incoming = vec![0u32; n];
+            for l in &self.links {
+                for t in l.lock().expect("links lock")[0].ids() {
+                    incoming[t as usize] += 1;
+                }
+            }
             let mut searched_in_vain = false;
             for x in orphans {
                 let q = self.vectors.get(x as usize);
                 let mut candidates: Vec<Candidate<u32>> = self.links[x as usize].lock().expect("links lock")[0]
-                    .iter()
-                    .filter(|&&t| seen[t as usize])
-                    .map(|&t| Candidate { distance: E::distance(self.metric.construction(), q, self.vectors.get(t as usize)), node: t })
+                    .ids()
+                    .filter(|&t| seen[t as usize])
+                    .map(|t| Candidate { distance: E::distance(self.metric.construction(), q, self.vectors.get(t as usize)), node: t })
                     .collect();
                 let mut more = self.search(q, self.params.ef_construction, self.params.ef_construction);
                 more.retain(|c| c.node != x && seen[c.node as usize]);
@@ -332,39 +453,52 @@ impl<E: IndexElement> MemoryGraph<E> {
                 candidates.dedup_by_key(|c| c.node);
                 // Prefer the nearest node with a free slot: evicting a link
                 // could orphan another node.
+                // The nearest node with a free slot or a link it can give
+                // up; evicting a node's only way in would orphan it.
                 let max = self.params.max_neighbors(0);
-                let roomy = candidates
-                    .iter()
-                    .find(|c| self.links[c.node as usize].lock().expect("links lock")[0].len() < max);
-                let Some(target) = roomy.or(candidates.first()) else { continue };
-                self.force_link(target.node, x, 0);
+                let able = candidates.iter().find(|c| {
+                    let l = self.links[c.node as usize].lock().expect("links lock");
+                    l[0].items.len() < max || l[0].ids().any(|t| incoming[t as usize] > 1)
+                });
+                let Some(target) = able.or(candidates.first()) else { continue };
+                if let Some(evicted) = self.force_link(target.node, x, 0, &incoming) {
+                    incoming[evicted as usize] -= 1;
+                }
+                incoming[x as usize] += 1;
                 added += 1;
             }
         }
         added
     }
 
-    /// Puts `new` into `node`'s list on `level`, evicting the farthest link when full.
-    fn force_link(&self, node: u32, new: u32, level: usize) {
+    /// Puts `new` into `node`'s list on `level`. A full list gives up its
+    /// farthest link to a node with more than one incoming link (by
+    /// `incoming`), or its farthest link if none has; returns the node evicted.
+    fn force_link(&self, node: u32, new: u32, level: usize, incoming: &[u32]) -> Option<u32> {
+        let c = self.metric.construction();
         let base = self.vectors.get(node as usize);
         let mut l = self.links[node as usize].lock().expect("links lock");
         let list = &mut l[level];
-        if list.contains(&new) {
-            return;
+        if list.contains(new) {
+            return None;
         }
-        if list.len() < self.params.max_neighbors(level) {
-            list.push(new);
-            return;
+        let link = Link { node: new, distance: E::distance(c, base, self.vectors.get(new as usize)) };
+        if list.items.len() < self.params.max_neighbors(level) {
+            list.items.push(link);
+            return None;
         }
-        let far = (0..list.len())
-            .max_by(|&a, &b| {
-                let c = self.metric.construction();
-                let da = E::distance(c, base, self.vectors.get(list[a] as usize));
-                let db = E::distance(c, base, self.vectors.get(list[b] as usize));
-                da.total_cmp(&db)
-            })
-            .expect("full list is not empty");
-        list[far] = new;
+        for it in list.items.iter_mut().filter(|it| it.distance.is_nan()) {
+            it.distance = E::distance(c, base, self.vectors.get(it.node as usize));
+        }
+        let farthest = |only_shared: bool| {
+            (0..list.items.len())
+                .filter(|&k| !only_shared || incoming[list.items[k].node as usize] > 1)
+                .max_by(|&a, &b| list.items[a].distance.total_cmp(&list.items[b].distance))
+        };
+        let far = farthest(true).or_else(|| farthest(false)).expect("full list is not empty");
+        let evicted = list.items[far].node;
+        list.items[far] = link;
+        Some(evicted)
     }
 
     /// The `k` nearest nodes to `query` with a beam of `ef`, nearest first.
@@ -467,7 +601,13 @@ mod tests {
                 }
             }
             assert!(!links[0].is_empty(), "node {i} is isolated on level 0");
+            let distinct: HashSet<&u32> = links[0].iter().collect();
+            assert_eq!(distinct.len(), links[0].len(), "node {i} links a node twice");
         }
+        // The heuristic alone keeps about half the slots on clustered data;
+        // the passed-over candidates fill the rest at the end of the build.
+        let filled: usize = (0..g.len() as u32).map(|i| g.links(i)[0].len()).sum();
+        assert!(filled as f64 >= 0.9 * (g.len() * p.max_neighbors(0)) as f64, "mean degree {}", filled / g.len());
     }
 
     #[test]
@@ -595,8 +735,9 @@ mod restored_graphs {
         assert_eq!(reachable(&links, g.entry().unwrap().0), 1800);
         drop(first);
         let r = MemoryGraph::with_links(params, Metric::Cosine, flat, links, g.levels.clone(), g.entry(), 5);
+        let mut scratch = Scratch::new(r.len());
         for i in 1800..2000 {
-            r.insert(i);
+            r.insert(i, &mut scratch);
         }
         r.repair_reachability();
         let all: Vec<Vec<Vec<u32>>> = (0..2000).map(|i| r.links(i)).collect();
