@@ -260,6 +260,7 @@ impl QueryDistance<u64> for DiskGraph {
         const PAGE: usize = pg_sys::BLCKSZ as usize;
         const LINE: usize = 64;
         let header = std::mem::size_of::<pg_sys::PageHeaderData>() - std::mem::size_of::<pg_sys::ItemIdData>();
+        let (vector_at, vector_bytes) = (self.shape.vector_offset(0), self.shape.vector_bytes);
         let mut todo = std::mem::take(&mut self.prefetching);
         todo.clear();
         for &n in nodes {
@@ -285,14 +286,19 @@ impl QueryDistance<u64> for DiskGraph {
             if start + len > PAGE {
                 continue;
             }
-            let mut at = start & !(LINE - 1);
-            // The first lines are enough: the hardware prefetcher streams
-            // the rest of the vector once `distance` walks into it, and
-            // prefetching whole elements measured no faster (it stalls on
-            // the CPU's outstanding-miss slots).
-            let end = (start + len).min(at + 4 * LINE);
+            // `distance` reads the header (level, flags, heap pointer) and
+            // the vector, which follows the neighbour slots; the slots are
+            // read only for the few elements a search expands. The vector's
+            // place is that of a level-0 element (15 in 16 are); its first
+            // lines are enough, the hardware prefetcher streams the rest
+            // once `distance` walks into it (prefetching whole elements
+            // measured no faster: it stalls on the outstanding-miss slots).
+            // SAFETY (both loops): `start + len` is inside the pinned page.
+            prefetch_line(unsafe { page.add(start) });
+            let vector = start + vector_at;
+            let mut at = vector & !(LINE - 1);
+            let end = (start + len).min(vector + vector_bytes.min(4 * LINE));
             while at < end {
-                // SAFETY: `at` is inside the pinned page (checked above).
                 prefetch_line(unsafe { page.add(at) });
                 at += LINE;
             }
