@@ -32,10 +32,10 @@ thread_local! {
 /// `index` must be an open relation.
 pub unsafe fn read_buffer(index: pg_sys::Relation, block: u32) -> pg_sys::Buffer {
     #[cfg(not(feature = "pg13"))]
-    {
-        if let Some(b) = read_hinted(index, block) {
-            return b;
-        }
+    let k = key(index);
+    #[cfg(not(feature = "pg13"))]
+    if let Some(b) = read_hinted(index, k, block) {
+        return b;
     }
     // SAFETY: the caller's relation is open; ReadBufferExtended raises
     // ERROR for a block past the end rather than returning garbage.
@@ -43,7 +43,7 @@ pub unsafe fn read_buffer(index: pg_sys::Relation, block: u32) -> pg_sys::Buffer
         pg_sys::ReadBufferExtended(index, pg_sys::ForkNumber::MAIN_FORKNUM, block, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut())
     };
     #[cfg(not(feature = "pg13"))]
-    remember(index, block, b);
+    remember(k, block, b);
     b
 }
 
@@ -59,8 +59,7 @@ fn key(index: pg_sys::Relation) -> [u32; 3] {
 }
 
 #[cfg(not(feature = "pg13"))]
-fn read_hinted(index: pg_sys::Relation, block: u32) -> Option<pg_sys::Buffer> {
-    let k = key(index);
+fn read_hinted(index: pg_sys::Relation, k: [u32; 3], block: u32) -> Option<pg_sys::Buffer> {
     let hint = HINTS.with(|h| h.borrow().get(&k).and_then(|v| v.get(block as usize).copied()))?;
     // Only shared buffers are hinted (see `remember`): a hint is a number
     // this backend got from the buffer manager, so it is in range.
@@ -78,12 +77,11 @@ fn read_hinted(index: pg_sys::Relation, block: u32) -> Option<pg_sys::Buffer> {
 }
 
 #[cfg(not(feature = "pg13"))]
-fn remember(index: pg_sys::Relation, block: u32, buffer: pg_sys::Buffer) {
+fn remember(k: [u32; 3], block: u32, buffer: pg_sys::Buffer) {
     // Local buffers (temporary indexes) are cheap to look up already.
     if buffer <= 0 || block >= MAX_HINTED_BLOCKS {
         return;
     }
-    let k = key(index);
     HINTS.with(|h| {
         let mut h = h.borrow_mut();
         if !h.contains_key(&k) && h.len() >= MAX_HINTED_RELATIONS {

@@ -288,14 +288,29 @@ fn report_progress(done: usize) {
     }
 }
 
-/// Links the collected vectors in memory; returns (links per node, levels, entry).
-fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>, Vec<u8>, Option<(u32, usize)>) {
+/// Links per node, levels, and the entry point of a graph in memory.
+type Linked = (Vec<Vec<Vec<u32>>>, Vec<u8>, Option<(u32, usize)>);
+
+/// The collected vectors as the in-memory graph's elements, and the seed
+/// its levels are drawn from.
+fn collected<E: IndexElement>(st: &BuildState) -> (quiver_core::space::FlatVectors<E>, u64) {
     let width = match st.meta.kind {
         ElementKind::Bits => st.vector_bytes,
         _ => st.meta.dims as usize,
     };
-    let vectors = typed::<E>(&st.data, width);
-    let seed = 0x5155_4956_4552u64 ^ st.tids.len() as u64;
+    (typed::<E>(&st.data, width), 0x5155_4956_4552u64 ^ st.tids.len() as u64)
+}
+
+/// Makes every element reachable and takes the graph apart for writing.
+fn finished<E: IndexElement>(graph: MemoryGraph<E>) -> Linked {
+    graph.repair_reachability();
+    let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
+    (links, graph.levels.clone(), graph.entry())
+}
+
+/// Links the collected vectors in memory.
+fn link<E: IndexElement>(st: &BuildState, threads: usize) -> Linked {
+    let (vectors, seed) = collected::<E>(st);
     let graph = MemoryGraph::new(params_of(&st.meta), st.meta.metric, vectors, seed);
     // Stop early only for a cancel or a termination request: other
     // interrupts (catch-up, barriers) are harmless and must not cut the
@@ -308,21 +323,14 @@ fn link<E: IndexElement>(st: &BuildState, threads: usize) -> (Vec<Vec<Vec<u32>>>
         pgrx::check_for_interrupts!();
         pgrx::error!("hnsw index build was interrupted");
     }
-    graph.repair_reachability();
-    let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
-    (links, graph.levels.clone(), graph.entry())
+    finished(graph)
 }
 
 /// A restored graph in memory (rows in `st` are its elements, then the
 /// rows it did not cover): links those others in as a build would, and
 /// makes sure every element is reachable.
-fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> (Vec<Vec<Vec<u32>>>, Vec<u8>, Option<(u32, usize)>) {
-    let width = match st.meta.kind {
-        ElementKind::Bits => st.vector_bytes,
-        _ => st.meta.dims as usize,
-    };
-    let vectors = typed::<E>(&st.data, width);
-    let seed = 0x5155_4956_4552u64 ^ st.tids.len() as u64;
+fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> Linked {
+    let (vectors, seed) = collected::<E>(st);
     let linked = g.order.len();
     let damaged = g.damaged;
     let entry = g.entry.map(|(e, _)| e as usize);
@@ -338,9 +346,7 @@ fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> (Vec<Vec<Vec<u32>>
         }
     }
     graph.fill_spare_links();
-    graph.repair_reachability();
-    let links = (0..graph.len() as u32).map(|i| graph.links(i)).collect();
-    (links, graph.levels.clone(), graph.entry())
+    finished(graph)
 }
 
 /// Positions of elements of the given sizes when appended to pages from
