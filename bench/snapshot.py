@@ -8,6 +8,7 @@ starts it) and its dataset cache:
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import statistics
 import sys
@@ -16,6 +17,15 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import datasets as ds  # noqa: E402
 import run  # noqa: E402
+
+
+def settle(c):
+    """A checkpoint, then the kernel's dirty pages written out: each timed
+    step starts with nothing of the step before still being written (the
+    dump files COPY TO leaves in the page cache would otherwise be written
+    back during a later step and slow its WAL flushes)."""
+    c.execute("CHECKPOINT")
+    os.sync()
 
 
 def timed(c, sql, args=None):
@@ -49,7 +59,7 @@ def main() -> None:
             c.execute("SELECT quiver.delete_snapshot(%s)", (name,))
         # Timings on this machine vary by 2x from one run to the next (disk
         # writes): every step runs in each of `rounds` rounds, from a
-        # checkpoint (so none pays for the dirty buffers and WAL of the one
+        # checkpoint and a sync (so none pays for the dirty buffers and WAL of the one
         # before), and the medians are reported.
         bin_dump = dump + ".bin"
         times: dict[str, list[float]] = {k: [] for k in
@@ -61,21 +71,21 @@ def main() -> None:
             c.execute("DELETE FROM quiver.collection_catalog WHERE name = 'docs_restored'")
             if snap:
                 c.execute("SELECT quiver.delete_snapshot(%s)", (snap[0],))
-            c.execute("CHECKPOINT")
+            settle(c)
             times["copy_to"].append(timed(c, f"COPY (SELECT id, embedding, payload FROM docs) TO '{dump}'")[0])
-            c.execute("CHECKPOINT")
+            settle(c)
             t, snap = timed(c, "SELECT name, size FROM quiver.create_snapshot('docs')")
             times["snapshot"].append(t)
             c.execute(f"COPY (SELECT id, embedding, payload FROM docs) TO '{bin_dump}' WITH (FORMAT binary)")
             for t in ("plain", "plain_bin"):
                 c.execute(f"CREATE TABLE {t} (id bigint PRIMARY KEY, embedding vector({data.dim}), payload jsonb)")
-            c.execute("CHECKPOINT")
+            settle(c)
             times["copy_from"].append(timed(c, f"COPY plain FROM '{dump}'")[0])
-            c.execute("CHECKPOINT")
+            settle(c)
             times["copy_from_binary"].append(timed(c, f"COPY plain_bin FROM '{bin_dump}' WITH (FORMAT binary)")[0])
-            c.execute("CHECKPOINT")
+            settle(c)
             times["build"].append(timed(c, "CREATE INDEX ON plain USING hnsw (embedding vector_cosine_ops)")[0])
-            c.execute("CHECKPOINT")
+            settle(c)
             times["restore"].append(timed(c, "SELECT quiver.restore_snapshot(%s, 'docs_restored')", (snap[0],))[0])
             run.log("round " + str(r + 1) + ": " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
         med = {k: statistics.median(v) for k, v in times.items()}

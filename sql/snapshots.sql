@@ -95,6 +95,7 @@ DECLARE
     d jsonb := v -> 'manifest' -> 'collection';
     rel regclass;
     ix regclass;
+    pk name;
 BEGIN
     IF (v -> 'manifest' ->> 'format')::integer IS DISTINCT FROM 1 OR d IS NULL THEN
         RAISE EXCEPTION 'snapshot "%" has a manifest this quiver cannot read', name USING ERRCODE = 'data_corrupted';
@@ -110,7 +111,12 @@ BEGIN
               WHERE x.indrelid = rel LOOP
         EXECUTE format('DROP INDEX %s', ix);
     END LOOP;
+    -- the primary key too: one sorted build after the load is cheaper than
+    -- 100k btree insertions during it (id stays NOT NULL meanwhile)
+    SELECT c.conname INTO pk FROM pg_catalog.pg_constraint c WHERE c.conrelid = rel AND c.contype = 'p';
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, pk);
     PERFORM quiver._snapshot_load(name, rel);
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id)', rel, pk);
     PERFORM quiver._create_collection_index(rel, d ->> 'distance', coalesce((d ->> 'm')::integer, 16),
                                             coalesce((d ->> 'ef_construction')::integer, 64), d ->> 'quantization');
     EXECUTE format('ANALYZE %s', rel);

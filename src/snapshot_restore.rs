@@ -14,7 +14,7 @@ use pgrx::spi::Spi;
 use quiver_core::hnsw::fasthash::IdHashMap;
 use quiver_core::hnsw::layout::Meta;
 use quiver_core::hnsw::portable::{decode, GraphPart, PortableElement};
-use quiver_core::snapshot::{Reader, Record, Row, SnapshotError};
+use quiver_core::snapshot::{Reader, Record, RowRef, SnapshotError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -95,8 +95,8 @@ impl Feed {
             Ok(Some(Record::Manifest(_))) => {}
             Ok(Some(Record::Rows(rows))) => {
                 self.rows += rows.len() as u64;
-                for r in &rows {
-                    copy_tuple(r, &mut self.out);
+                for r in rows.iter() {
+                    copy_tuple(&r, &mut self.out);
                 }
             }
             Ok(Some(Record::Graph(payload))) => match decode(&payload) {
@@ -134,15 +134,24 @@ impl Feed {
 
 /// One row as a binary COPY tuple: id int8, embedding vector (pgvector's
 /// send format), payload jsonb (version 1 and the text).
-fn copy_tuple(r: &Row, out: &mut Vec<u8>) {
+fn copy_tuple(r: &RowRef, out: &mut Vec<u8>) {
     out.extend_from_slice(&3i16.to_be_bytes());
     out.extend_from_slice(&8i32.to_be_bytes());
     out.extend_from_slice(&r.id.to_be_bytes());
-    if r.vector.is_empty() {
+    if r.vector_le.is_empty() {
         out.extend_from_slice(&(-1i32).to_be_bytes()); // a NULL vector
     } else {
-        out.extend_from_slice(&(4 + 4 * r.vector.len() as i32).to_be_bytes());
-        quiver_core::wire::encode_into::<f32>(&r.vector, out);
+        let dims = r.vector_le.len() / 4;
+        out.extend_from_slice(&(4 + r.vector_le.len() as i32).to_be_bytes());
+        out.extend_from_slice(&(dims as u16).to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        // little-endian to big-endian: each element's bytes reversed, in
+        // one pass the compiler vectorises
+        let start = out.len();
+        out.extend_from_slice(r.vector_le);
+        for e in out[start..].chunks_exact_mut(4) {
+            e.reverse();
+        }
     }
     match &r.payload {
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),

@@ -37,7 +37,8 @@ pub trait Element: Copy + Default + PartialEq + Send + Sync + 'static {
         Ok(e)
     }
 
-    fn to_bits_be(self, out: &mut Vec<u8>);
+    /// Writes the value big-endian into `dst` (exactly `SIZE` bytes).
+    fn put_be(self, dst: &mut [u8]);
     fn from_bits_be(bytes: &[u8]) -> Self;
 }
 
@@ -53,8 +54,9 @@ impl Element for f32 {
     fn from_f32_unchecked(v: f32) -> Self {
         v
     }
-    fn to_bits_be(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_bits().to_be_bytes());
+    #[inline(always)]
+    fn put_be(self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.to_bits().to_be_bytes());
     }
     fn from_bits_be(bytes: &[u8]) -> Self {
         f32::from_bits(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
@@ -73,8 +75,9 @@ impl Element for f16 {
     fn from_f32_unchecked(v: f32) -> Self {
         f16::from_f32(v)
     }
-    fn to_bits_be(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_bits().to_be_bytes());
+    #[inline(always)]
+    fn put_be(self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.to_bits().to_be_bytes());
     }
     fn from_bits_be(bytes: &[u8]) -> Self {
         f16::from_bits(u16::from_be_bytes([bytes[0], bytes[1]]))

@@ -135,36 +135,88 @@ pub fn encode_rows(rows: &[Row], out: &mut Vec<u8>) {
     }
 }
 
-/// The rows of a rows-record payload.
-pub fn decode_rows(b: &[u8]) -> Result<Vec<Row>, SnapshotError> {
-    let bad = |what: &str| SnapshotError::Malformed(format!("rows record: {what}"));
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], SnapshotError> {
-        let s = b.get(at..at + n).ok_or_else(|| bad("ends inside a row"))?;
-        at += n;
-        Ok(s)
+/// One row of a rows record, borrowed from the record's bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowRef<'a> {
+    pub id: i64,
+    /// the elements as stored: f32 little-endian; empty for a NULL vector
+    pub vector_le: &'a [u8],
+    pub payload: Option<&'a [u8]>,
+}
+
+impl RowRef<'_> {
+    pub fn to_row(&self) -> Row {
+        Row {
+            id: self.id,
+            vector: self.vector_le.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+            payload: self.payload.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// A rows record's payload, its layout checked once by [`RowBatch::parse`]
+/// and then read in place: a restore streams 100k rows through here, and
+/// decoding each into owned vectors first cost more than the copy itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowBatch {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+/// The row starting at `at` of a rows payload, and where the next starts;
+/// an error names what is wrong with it.
+fn row_at(b: &[u8], at: usize) -> Result<(RowRef<'_>, usize), &'static str> {
+    const CUT: &str = "ends inside a row";
+    let field = |from: usize, n: usize| b.get(from..from + n).ok_or(CUT);
+    let id = i64::from_le_bytes(field(at, 8)?.try_into().expect("8 bytes"));
+    let dims = u16::from_le_bytes(field(at + 8, 2)?.try_into().expect("2 bytes")) as usize;
+    let vector_le = field(at + 10, 4 * dims)?;
+    let p = at + 10 + 4 * dims;
+    let (payload, next) = match i32::from_le_bytes(field(p, 4)?.try_into().expect("4 bytes")) {
+        -1 => (None, p + 4),
+        n if n >= 0 => (Some(field(p + 4, n as usize)?), p + 4 + n as usize),
+        _ => return Err("negative payload length"),
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-    let mut rows = Vec::with_capacity(count.min(1 << 16));
-    for _ in 0..count {
-        let id = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        let dims = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
-        let vector = take(4 * dims)?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let len = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
-        let payload = match len {
-            -1 => None,
-            n if n >= 0 => Some(take(n as usize)?.to_vec()),
-            _ => return Err(bad("negative payload length")),
-        };
-        rows.push(Row { id, vector, payload });
+    Ok((RowRef { id, vector_le, payload }, next))
+}
+
+impl RowBatch {
+    /// Checks that `bytes` hold exactly the rows their count announces.
+    pub fn parse(bytes: Vec<u8>) -> Result<RowBatch, SnapshotError> {
+        let bad = |what: &str| SnapshotError::Malformed(format!("rows record: {what}"));
+        let count = u32::from_le_bytes(bytes.get(..4).ok_or_else(|| bad("ends inside a row"))?.try_into().expect("4 bytes"))
+            as usize;
+        let mut at = 4;
+        for _ in 0..count {
+            at = row_at(&bytes, at).map_err(bad)?.1;
+        }
+        if at != bytes.len() {
+            return Err(bad("bytes after the last row"));
+        }
+        Ok(RowBatch { bytes, count })
     }
-    if at != b.len() {
-        return Err(bad("bytes after the last row"));
+
+    pub fn len(&self) -> usize {
+        self.count
     }
-    Ok(rows)
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The rows in file order.
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        let mut at = 4;
+        (0..self.count).map(move |_| {
+            let (row, next) = row_at(&self.bytes, at).expect("checked by parse");
+            at = next;
+            row
+        })
+    }
+
+    pub fn to_rows(&self) -> Vec<Row> {
+        self.iter().map(|r| r.to_row()).collect()
+    }
 }
 
 /// Writes a snapshot record by record; `finish` writes the end record.
@@ -236,7 +288,7 @@ impl<W: Write> Writer<W> {
 #[derive(Debug, PartialEq)]
 pub enum Record {
     Manifest(String),
-    Rows(Vec<Row>),
+    Rows(RowBatch),
     Graph(Vec<u8>),
     /// The end record, checked: total rows and the snapshot's checksum.
     End { rows: u64, checksum: u32 },
@@ -309,7 +361,7 @@ impl<R: Read> Reader<R> {
                 String::from_utf8(payload).map_err(|_| SnapshotError::Malformed("manifest is not UTF-8".into()))?,
             ),
             Kind::Rows => {
-                let rows = decode_rows(&payload)?;
+                let rows = RowBatch::parse(payload)?;
                 self.rows += rows.len() as u64;
                 Record::Rows(rows)
             }
@@ -374,7 +426,7 @@ mod tests {
         assert!(matches!(&recs[0], Record::Manifest(m) if m.contains("docs")));
         let rows: Vec<Row> = recs
             .iter()
-            .filter_map(|r| if let Record::Rows(v) = r { Some(v.clone()) } else { None })
+            .filter_map(|r| if let Record::Rows(v) = r { Some(v.to_rows()) } else { None })
             .flatten()
             .collect();
         assert_eq!(rows.len(), 15);

@@ -16,8 +16,12 @@ pub fn encode<E: Element>(values: &[E]) -> Vec<u8> {
 pub fn encode_into<E: Element>(values: &[E], out: &mut Vec<u8>) {
     out.extend_from_slice(&(values.len() as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
-    for v in values {
-        v.to_bits_be(out);
+    // one resize, then a loop the compiler turns into vector byte swaps
+    // (a push per element was 3% of a snapshot restore)
+    let start = out.len();
+    out.resize(start + values.len() * E::SIZE, 0);
+    for (v, dst) in values.iter().zip(out[start..].chunks_exact_mut(E::SIZE)) {
+        v.put_be(dst);
     }
 }
 

@@ -1,5 +1,5 @@
-//! CREATE INDEX: scan the heap, link the graph in memory on all cores, write
-//! every page once without per-page WAL, then WAL-log them in one pass.
+//! CREATE INDEX: scan the heap, link the graph in memory on all cores, then
+//! write every page once, outside shared buffers (`bulk_write`).
 //! Tuples beyond `maintenance_work_mem` wait in a temporary file and are
 //! inserted one by one through the ordinary insert path afterwards.
 
@@ -386,28 +386,20 @@ fn write_pages(
     meta.insert_block = places.last().map(|p| p.block).unwrap_or(META_BLOCK);
     meta.elements = levels.len() as u64;
 
-    let meta_buf = page::new_page(index);
-    if meta_buf.block() != META_BLOCK {
-        pgrx::error!("hnsw: index is not empty at build start");
-    }
-    write_meta_item(meta_buf.page(), &meta, codec.map(|c| c.center.as_slice()));
-    // SAFETY: our own exclusively locked buffer; the build is WAL-logged later.
-    unsafe { pg_sys::MarkBufferDirty(meta_buf.buffer) };
-    drop(meta_buf);
-
-    let mut current: Option<LockedBuffer> = None;
+    let mut out = super::bulk_write::BulkWriter::start(index, needs_wal(index));
+    write_meta_item(out.page(), &meta, codec.map(|c| c.center.as_slice()));
+    out.write();
+    let mut started = false;
     for (i, place) in places.iter().enumerate() {
-        if current.as_ref().map(|b| b.block()) != Some(place.block) {
-            if let Some(b) = current.take() {
-                // SAFETY: as above.
-                unsafe { pg_sys::MarkBufferDirty(b.buffer) };
+        if !started || out.block() != place.block {
+            if started {
+                out.write();
             }
-            let b = page::new_page(index);
-            if b.block() != place.block {
-                pgrx::error!("hnsw: page {} allocated where {} was planned", b.block(), place.block);
+            if out.block() != place.block {
+                pgrx::error!("hnsw: page {} reached where {} was planned", out.block(), place.block);
             }
-            init_page(b.page());
-            current = Some(b);
+            init_page(out.page());
+            started = true;
         }
         let level = levels[i] as usize;
         let mut v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
@@ -420,15 +412,14 @@ fn write_pages(
             let refs: Vec<ItemRef> = l.iter().map(|n| places[*n as usize]).collect();
             shape.set_neighbors(&mut item, lv, &refs);
         }
-        let page = current.as_ref().expect("current page").page();
-        if add_item(page, &item) != Some(place.offset) {
+        if add_item(out.page(), &item) != Some(place.offset) {
             pgrx::error!("hnsw: element {i} did not land at its planned position");
         }
     }
-    if let Some(b) = current.take() {
-        // SAFETY: as above.
-        unsafe { pg_sys::MarkBufferDirty(b.buffer) };
+    if started {
+        out.write();
     }
+    out.finish();
     meta
 }
 
@@ -515,13 +506,6 @@ pub unsafe extern "C-unwind" fn ambuild(
     let index_tuples = levels.len() as f64;
     drop((links, levels));
     st.data = Vec::new();
-
-    if needs_wal(index) {
-        // SAFETY: the index's pages were all written above by this backend.
-        unsafe {
-            pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, page::nblocks(index), true);
-        }
-    }
 
     let mut spilled = 0.0;
     if let Some(mut spill) = st.spill.take() {

@@ -5,6 +5,7 @@
 
 pub mod buffer_hints;
 pub mod build;
+pub mod bulk_write;
 pub mod check;
 pub mod cost;
 pub mod export;
