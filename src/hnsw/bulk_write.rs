@@ -5,8 +5,8 @@
 //! Through shared buffers the same build zero-filled every page on extend,
 //! dirtied a buffer for it, and then read each page back to WAL-log it; for
 //! an index larger than the free buffers that also meant writing evicted
-//! pages and reading them in again (a fifth of a snapshot restore's index
-//! step).
+//! pages and reading them in again. A snapshot restore's index step (WordNet
+//! 100k) took 1.36 s that way and 1.19 s this way (medians of 6, A/B).
 //!
 //! Durability: the pages bypass the checkpointer's buffer flush, so a
 //! checkpoint whose redo point falls after some of our WAL records would
