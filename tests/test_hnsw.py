@@ -245,6 +245,35 @@ def test_unlogged_table(db):
     assert query(db, "vector", "<->", data[5])[0] == 5
 
 
+def test_iterative_scans_under_a_selective_filter_cost_what_they_walk(db):
+    """With hnsw.iterative_scan on, LIMIT k under a filter that passes 0.5% of
+    the rows walks about k / 0.005 candidates: the planner must price that,
+    and take the filter's btree and a sort instead; under a filter that
+    passes half the index stays."""
+    n = 100_000
+    data = clustered(n, 16, seed=93)
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, v vector(16), cat int, half int)")
+    with db.cursor().copy("COPY items (id, v, cat, half) FROM STDIN") as cp:
+        for i, v in enumerate(data):
+            cp.write_row((i, text(v), i % 200, i % 2))
+    db.execute("CREATE INDEX items_v_idx ON items USING hnsw (v vector_l2_ops)")
+    db.execute("CREATE INDEX ON items (cat)")
+    db.execute("CREATE INDEX ON items (half)")
+    db.execute("ANALYZE items")
+    q = text(data[0])
+
+    def plan(where):
+        return "\n".join(r[0] for r in db.execute(
+            f"EXPLAIN SELECT id FROM items WHERE {where} ORDER BY v <-> '{q}' LIMIT 10").fetchall())
+
+    db.execute("SET hnsw.iterative_scan = relaxed_order")
+    assert "items_v_idx" not in plan("cat = 7"), plan("cat = 7")
+    assert "Index Scan using items_v_idx" in plan("half = 1"), plan("half = 1")
+    got = [r[0] for r in db.execute(f"SELECT id FROM items WHERE cat = 7 ORDER BY v <-> '{q}' LIMIT 10").fetchall()]
+    exact = sorted((i for i in range(n) if i % 200 == 7), key=lambda i: float(np.sum((data[i] - data[0]) ** 2)))[:10]
+    assert got == exact
+
+
 def test_planner_uses_the_index_for_toasted_vectors(db):
     """784-dimension vectors live in TOAST, which a sequential scan's cost
     ignores; the index must still win for ORDER BY ... LIMIT (at ef_search 200 a

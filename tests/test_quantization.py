@@ -131,8 +131,7 @@ def test_iterative_scan_with_a_filter_returns_k_rows_in_order(db):
 
 
 def test_delete_vacuum_insert_keeps_recall(db):
-    # 200 queries: with 40, two builds of equal quality (the build's threads
-    # make each graph a little different) once differed by 0.01
+    # 200 queries: with 40 the measured difference moved by 0.01 from run to run
     data, queries = embeddings(4000, 7), embeddings(200, 8)
     load(db, data[:3000])
     db.execute("CREATE INDEX items_v_idx ON items USING hnsw (v vector_cosine_ops) WITH (quantization = 'binary')")
@@ -144,9 +143,14 @@ def test_delete_vacuum_insert_keeps_recall(db):
     after = mean_recall(db, "<=>", "cosine", data[ids], queries, ids=ids)
     report = db.execute("SELECT quiver.index_check('items_v_idx')").fetchone()[0]
     assert report["deleted"] == 0 and report["live"] == len(ids) and report["unreachable_live"] == 0, report
+    db.execute("SET max_parallel_maintenance_workers = 0")  # one thread: the same graph each run
     db.execute("REINDEX INDEX items_v_idx")
     fresh = mean_recall(db, "<=>", "cosine", data[ids], queries, ids=ids)
-    assert after >= fresh - 0.01, (after, fresh)
+    # Inserts and VACUUM's repair choose neighbours by code distances, a
+    # build by exact ones: over 200 queries the churned index measured
+    # 0.968-0.975 against 0.9795 fresh, so the margin here is 0.02, not the
+    # 0.01 full precision keeps (tests/test_hnsw.py).
+    assert after >= fresh - 0.02, (after, fresh)
 
 
 def test_index_built_by_inserts_into_an_empty_table(db):
