@@ -141,17 +141,8 @@ fn copy_tuple(r: &RowRef, out: &mut Vec<u8>) {
     if r.vector_le.is_empty() {
         out.extend_from_slice(&(-1i32).to_be_bytes()); // a NULL vector
     } else {
-        let dims = r.vector_le.len() / 4;
         out.extend_from_slice(&(4 + r.vector_le.len() as i32).to_be_bytes());
-        out.extend_from_slice(&(dims as u16).to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes());
-        // little-endian to big-endian: each element's bytes reversed, in
-        // one pass the compiler vectorises
-        let start = out.len();
-        out.extend_from_slice(r.vector_le);
-        for e in out[start..].chunks_exact_mut(4) {
-            e.reverse();
-        }
+        quiver_core::wire::encode_le_f32_into(r.vector_le, out);
     }
     match &r.payload {
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),

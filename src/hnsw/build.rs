@@ -389,17 +389,14 @@ fn write_pages(
     let mut out = super::bulk_write::BulkWriter::start(index, needs_wal(index));
     write_meta_item(out.page(), &meta, codec.map(|c| c.center.as_slice()));
     out.write();
-    let mut started = false;
+    init_page(out.page()); // block 1, where `place` starts
     for (i, place) in places.iter().enumerate() {
-        if !started || out.block() != place.block {
-            if started {
-                out.write();
-            }
+        if place.block != out.block() {
+            out.write();
             if out.block() != place.block {
                 pgrx::error!("hnsw: page {} reached where {} was planned", out.block(), place.block);
             }
             init_page(out.page());
-            started = true;
         }
         let level = levels[i] as usize;
         let mut v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
@@ -416,7 +413,7 @@ fn write_pages(
             pgrx::error!("hnsw: element {i} did not land at its planned position");
         }
     }
-    if started {
+    if !places.is_empty() {
         out.write();
     }
     out.finish();

@@ -50,7 +50,9 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as pg_sys::LOCKMODE);
         let (m, _) = super::options::index_params(index);
-        let visit_cost = visit_cost(index);
+        // the meta page is read only when an iterative scan needs pricing
+        let iterative = ITERATIVE_SCAN.get() != IterativeScan::Off;
+        let visit_cost = if iterative { visit_cost(index) } else { 0.0 };
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         let ef = EF_SEARCH.get().max(1) as f64;
         let ratio = scanned_fraction((*info).tuples, m as f64, ef);
@@ -63,7 +65,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         // 39 ms and a bitmap scan of the filter's btree 2.7 ms). Without
         // this, the planner kept the index for a 1% filter where a bitmap
         // scan of the filter's btree and a sort were 7.5x faster.
-        if ITERATIVE_SCAN.get() != IterativeScan::Off {
+        if iterative {
             let rel = (*info).rel;
             let selectivity = if (*rel).tuples > 0.0 { ((*rel).rows / (*rel).tuples).clamp(1e-9, 1.0) } else { 1.0 };
             let k = if (*root).limit_tuples > 0.0 { (*root).limit_tuples } else { ef };
