@@ -1,6 +1,7 @@
 //! The graph as it lives in index pages, seen through the core's traits,
 //! and the conversion of indexed values into the bytes the index stores.
 
+use super::buffer_hints::{prefetch_line, BlockHints};
 use super::page::{corrupted, item};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
@@ -62,23 +63,15 @@ pub struct DiskGraph {
     /// distances between them (inserts); pair distances fill it too.
     pub keep_vectors: bool,
     pub vectors: IdHashMap<u64, AlignedBytes>,
-    /// Buffers this reader keeps pinned (not locked), so that revisiting a
-    /// page costs a content lock instead of a buffer-table lookup. Released
-    /// by `release_pins` and on drop; never kept across calls from
-    /// Postgres, so an abort's resource cleanup never meets them.
-    pins: IdHashMap<u32, pg_sys::Buffer>,
-    /// Scratch for `prefetch`: page address and item offset per node.
+    /// Where this backend last found each index block (no pins are held
+    /// between accesses: each pins, locks, reads and releases its page).
+    hints: BlockHints,
+    /// Scratch for `prefetch`: probable page address and item offset per node.
     prefetching: Vec<(*const u8, u16)>,
     /// A binary-quantized index's codec (elements hold codes, not vectors),
     /// and the query prepared against it for the current `metric`.
     codec: Option<BinaryCodec>,
     prepared: Option<BinaryQuery>,
-}
-
-impl Drop for DiskGraph {
-    fn drop(&mut self) {
-        self.release_pins();
-    }
 }
 
 impl DiskGraph {
@@ -92,7 +85,8 @@ impl DiskGraph {
             info: IdHashMap::default(),
             keep_vectors: false,
             vectors: IdHashMap::default(),
-            pins: IdHashMap::default(),
+            // SAFETY: the caller's index is open for the life of this graph.
+            hints: unsafe { BlockHints::for_index(index) },
             prefetching: Vec::new(),
             codec: (meta.quantization == Quantization::Binary).then(|| super::page::read_codec(index, meta)),
             prepared: None,
@@ -146,23 +140,6 @@ impl DiskGraph {
         cur
     }
 
-    pub fn release_pins(&mut self) {
-        for (_, b) in self.pins.drain() {
-            // SAFETY: each buffer was pinned once by us in `pinned` and is not locked.
-            unsafe { pg_sys::ReleaseBuffer(b) };
-        }
-    }
-
-    fn pinned(&mut self, block: u32) -> pg_sys::Buffer {
-        if let Some(b) = self.pins.get(&block) {
-            return *b;
-        }
-        // SAFETY: the index is open for as long as this graph exists.
-        let b = unsafe { super::buffer_hints::read_buffer(self.index, block) };
-        self.pins.insert(block, b);
-        b
-    }
-
     /// Runs `f` on the bytes of element `r` under a share lock; an element
     /// that is not there is corruption.
     pub fn with_element<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> T {
@@ -177,9 +154,11 @@ impl DiskGraph {
     /// reclaimed the element it pointed to (VACUUM waits for inserts, not
     /// for scans); such a link leads nowhere and is skipped.
     pub fn with_element_if_present<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-        let buffer = self.pinned(r.block);
-        // SAFETY: we hold a pin on `buffer`; the share lock is released below
-        // before anything else can raise an error (f is plain Rust code).
+        // SAFETY: the index is open for as long as this graph exists.
+        let buffer = unsafe { self.hints.read_buffer(self.index, r.block) };
+        // SAFETY: we hold a pin on `buffer`; the share lock and the pin are
+        // released below before anything else can raise an error (f is
+        // plain Rust code).
         unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
         let page = unsafe { pg_sys::BufferGetPage(buffer) };
         let checked = match item(page, r.offset) {
@@ -189,8 +168,8 @@ impl DiskGraph {
                 Ok(_) => Ok(Some(f(bytes))),
             },
         };
-        // SAFETY: we took this share lock above.
-        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+        // SAFETY: we took this share lock and this pin above.
+        unsafe { pg_sys::UnlockReleaseBuffer(buffer) };
         match checked {
             Ok(v) => v,
             Err(detail) => corrupted(self.index, &detail),
@@ -253,9 +232,15 @@ impl QueryDistance<u64> for DiskGraph {
         d
     }
 
-    /// Pins the pages of all `nodes` and asks the CPU to start loading each
-    /// element, so the cache misses of one expansion overlap instead of
-    /// being paid one after the other in `distance`.
+    /// Asks the CPU to start loading the elements of `nodes`, so the cache
+    /// misses of one expansion overlap instead of being paid one after the
+    /// other in `distance`. Nothing is pinned here (a pin per page held
+    /// through an expansion overflowed the backend's small pin array into
+    /// a hash table, and pinning is where the buffer header's miss was
+    /// paid): each page is located through its buffer hint, its buffer
+    /// header and item pointer are requested for all nodes first, then the
+    /// element's first lines. A page that changed buffers meanwhile costs
+    /// only a useless prefetch; `distance` pins and checks properly.
     fn prefetch(&mut self, nodes: &[u64]) {
         const PAGE: usize = pg_sys::BLCKSZ as usize;
         const LINE: usize = 64;
@@ -265,22 +250,22 @@ impl QueryDistance<u64> for DiskGraph {
         todo.clear();
         for &n in nodes {
             let r = ItemRef::unpack(n);
-            let buffer = self.pinned(r.block);
-            // SAFETY: the buffer is pinned by us, so its page stays mapped at
-            // this address; only the address is taken here, nothing is read.
-            let page = unsafe { pg_sys::BufferGetPage(buffer) } as *const u8;
-            prefetch_line(page);
-            todo.push((page, r.offset));
+            let slot = header + 4 * (r.offset.max(1) as usize - 1);
+            if let Some(page) = self.hints.prefetch_page(r.block) {
+                if slot + 4 <= PAGE {
+                    // SAFETY: in bounds of the page's buffer (only an address).
+                    prefetch_line(unsafe { page.add(slot) });
+                    todo.push((page, r.offset));
+                }
+            }
         }
         for &(page, offset) in &todo {
             let slot = header + 4 * (offset.max(1) as usize - 1);
-            if slot + 4 > PAGE {
-                continue;
-            }
-            // SAFETY: in bounds of the pinned page. Read without the content
-            // lock on purpose: the value only chooses which lines to
-            // prefetch (a hint that cannot fault), it is bounds-checked
-            // below, and `distance` reads the element again under the lock.
+            // SAFETY: in bounds of a shared buffer, which stays mapped. Read
+            // without pin or lock on purpose: the value only chooses which
+            // lines to prefetch (a hint that cannot fault), it is
+            // bounds-checked below, and `distance` reads the element again
+            // with its page pinned and locked.
             let id = unsafe { std::ptr::read_volatile(page.add(slot) as *const u32) };
             let (start, len) = ((id & 0x7fff) as usize, (id >> 17) as usize);
             if start + len > PAGE {
@@ -293,7 +278,7 @@ impl QueryDistance<u64> for DiskGraph {
             // lines are enough, the hardware prefetcher streams the rest
             // once `distance` walks into it (prefetching whole elements
             // measured no faster: it stalls on the outstanding-miss slots).
-            // SAFETY (both loops): `start + len` is inside the pinned page.
+            // SAFETY (both loops): `start + len` is inside the page.
             prefetch_line(unsafe { page.add(start) });
             let vector = start + vector_at;
             let mut at = vector & !(LINE - 1);
@@ -325,18 +310,4 @@ impl PairDistance<u64> for DiskGraph {
             None => distance_raw(self.kind, self.metric, va, vb),
         }
     }
-}
-
-/// Starts loading the cache line at `p` (a hint: never faults, never blocks).
-#[inline(always)]
-fn prefetch_line(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch has no architectural effect and accepts any address;
-    // SSE is part of the x86_64 baseline.
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

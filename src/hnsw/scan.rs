@@ -170,7 +170,6 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         }
     };
     let r = Resumable::new(&mut g, &cur);
-    g.release_pins();
     st.search = Some((g, r));
 }
 
@@ -188,7 +187,6 @@ fn next_batch(st: &mut ScanState) {
         let mut more = r.take_measured(pool - beam);
         batch.append(&mut more);
     }
-    g.release_pins();
     if batch.is_empty() {
         st.exhausted = true;
         return;
