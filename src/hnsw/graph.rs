@@ -42,6 +42,10 @@ pub fn normalized(mut v: AlignedBytes, meta: &Meta) -> Option<AlignedBytes> {
     Some(v)
 }
 
+/// Where a page's item pointers begin (the header's size without the
+/// flexible array; `size_of` of the binding counts that array as empty).
+const LINE_POINTERS_AT: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
+
 /// What a search learns about an element besides its distance.
 #[derive(Debug, Clone, Copy)]
 pub struct ElementInfo {
@@ -244,7 +248,7 @@ impl QueryDistance<u64> for DiskGraph {
     fn prefetch(&mut self, nodes: &[u64]) {
         const PAGE: usize = pg_sys::BLCKSZ as usize;
         const LINE: usize = 64;
-        let header = std::mem::size_of::<pg_sys::PageHeaderData>() - std::mem::size_of::<pg_sys::ItemIdData>();
+        let header = LINE_POINTERS_AT;
         let (vector_at, vector_bytes) = (self.shape.vector_offset(0), self.shape.vector_bytes);
         let mut todo = std::mem::take(&mut self.prefetching);
         todo.clear();
@@ -274,15 +278,15 @@ impl QueryDistance<u64> for DiskGraph {
             // `distance` reads the header (level, flags, heap pointer) and
             // the vector, which follows the neighbour slots; the slots are
             // read only for the few elements a search expands. The vector's
-            // place is that of a level-0 element (15 in 16 are); its first
-            // lines are enough, the hardware prefetcher streams the rest
-            // once `distance` walks into it (prefetching whole elements
-            // measured no faster: it stalls on the outstanding-miss slots).
+            // place is that of a level-0 element (15 in 16 are). All of its
+            // lines are requested: on WordNet (384 dimensions, 24 lines)
+            // that measured 1586 QPS against 1399 for its first 8 lines and
+            // 1150 for its first 4 (medians of 5 alternating rounds).
             // SAFETY (both loops): `start + len` is inside the page.
             prefetch_line(unsafe { page.add(start) });
             let vector = start + vector_at;
             let mut at = vector & !(LINE - 1);
-            let end = (start + len).min(vector + vector_bytes.min(4 * LINE));
+            let end = (start + len).min(vector + vector_bytes);
             while at < end {
                 prefetch_line(unsafe { page.add(at) });
                 at += LINE;
