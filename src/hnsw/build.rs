@@ -351,8 +351,8 @@ fn relinked<E: IndexElement>(st: &BuildState, g: Relinked) -> Linked {
 
 /// Positions of elements of the given sizes when appended to pages from
 /// block 1 on, reproducing PageAddItem's arithmetic.
-fn place(sizes: impl Iterator<Item = usize>) -> Vec<ItemRef> {
-    let header = std::mem::size_of::<pg_sys::PageHeaderData>();
+pub(crate) fn place(sizes: impl Iterator<Item = usize>) -> Vec<ItemRef> {
+    let header = super::page::LINE_POINTERS_AT;
     let (mut block, mut lower, mut upper) = (1u32, header, pg_sys::BLCKSZ as usize);
     let mut out = Vec::new();
     for s in sizes {

@@ -2,7 +2,7 @@
 //! and the conversion of indexed values into the bytes the index stores.
 
 use super::buffer_hints::{prefetch_line, BlockHints};
-use super::page::{corrupted, item};
+use super::page::{corrupted, item, line_pointer_at};
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::fasthash::IdHashSet;
@@ -42,10 +42,6 @@ pub fn normalized(mut v: AlignedBytes, meta: &Meta) -> Option<AlignedBytes> {
     Some(v)
 }
 
-/// Where a page's item pointers begin (the header's size without the
-/// flexible array; `size_of` of the binding counts that array as empty).
-const LINE_POINTERS_AT: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
-
 /// What a search learns about an element besides its distance.
 #[derive(Debug, Clone, Copy)]
 pub struct ElementInfo {
@@ -70,8 +66,9 @@ pub struct DiskGraph {
     /// Where this backend last found each index block (no pins are held
     /// between accesses: each pins, locks, reads and releases its page).
     hints: BlockHints,
-    /// Scratch for `prefetch`: probable page address and item offset per node.
-    prefetching: Vec<(*const u8, u16)>,
+    /// Scratch for `prefetch`: probable page address and item pointer
+    /// address per node.
+    prefetching: Vec<(*const u8, *const u8)>,
     /// A binary-quantized index's codec (elements hold codes, not vectors),
     /// and the query prepared against it for the current `metric`.
     codec: Option<BinaryCodec>,
@@ -242,35 +239,35 @@ impl QueryDistance<u64> for DiskGraph {
     /// through an expansion overflowed the backend's small pin array into
     /// a hash table, and pinning is where the buffer header's miss was
     /// paid): each page is located through its buffer hint, its buffer
-    /// header and item pointer are requested for all nodes first, then the
-    /// element's first lines. A page that changed buffers meanwhile costs
-    /// only a useless prefetch; `distance` pins and checks properly.
+    /// header and item pointer are requested for all nodes first, then each
+    /// element's header line and vector. A page that changed buffers
+    /// meanwhile costs only a useless prefetch; `distance` pins and checks
+    /// properly.
     fn prefetch(&mut self, nodes: &[u64]) {
         const PAGE: usize = pg_sys::BLCKSZ as usize;
         const LINE: usize = 64;
-        let header = LINE_POINTERS_AT;
         let (vector_at, vector_bytes) = (self.shape.vector_offset(0), self.shape.vector_bytes);
         let mut todo = std::mem::take(&mut self.prefetching);
         todo.clear();
         for &n in nodes {
             let r = ItemRef::unpack(n);
-            let slot = header + 4 * (r.offset.max(1) as usize - 1);
+            let slot = line_pointer_at(r.offset);
             if let Some(page) = self.hints.prefetch_page(r.block) {
                 if slot + 4 <= PAGE {
                     // SAFETY: in bounds of the page's buffer (only an address).
-                    prefetch_line(unsafe { page.add(slot) });
-                    todo.push((page, r.offset));
+                    let line_pointer = unsafe { page.add(slot) };
+                    prefetch_line(line_pointer);
+                    todo.push((page, line_pointer));
                 }
             }
         }
-        for &(page, offset) in &todo {
-            let slot = header + 4 * (offset.max(1) as usize - 1);
+        for &(page, line_pointer) in &todo {
             // SAFETY: in bounds of a shared buffer, which stays mapped. Read
             // without pin or lock on purpose: the value only chooses which
             // lines to prefetch (a hint that cannot fault), it is
             // bounds-checked below, and `distance` reads the element again
             // with its page pinned and locked.
-            let id = unsafe { std::ptr::read_volatile(page.add(slot) as *const u32) };
+            let id = unsafe { std::ptr::read_volatile(line_pointer as *const u32) };
             let (start, len) = ((id & 0x7fff) as usize, (id >> 17) as usize);
             if start + len > PAGE {
                 continue;

@@ -7,6 +7,18 @@ use quiver_core::hnsw::layout::{ItemRef, LayoutError, Meta, META_SIZE};
 
 pub const META_BLOCK: u32 = 0;
 
+/// Where a page's item pointers begin: the page header without its flexible
+/// array (`SizeOfPageHeaderData`). Taken as the field's offset because
+/// bindgen's flexible array is zero-sized, which makes arithmetic on
+/// `size_of` of the binding easy to get wrong by one pointer.
+pub const LINE_POINTERS_AT: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
+
+/// Byte offset within a page of item `offset`'s item pointer (offsets are
+/// 1-based, as in `PageGetItemId`).
+pub fn line_pointer_at(offset: u16) -> usize {
+    LINE_POINTERS_AT + std::mem::size_of::<pg_sys::ItemIdData>() * (offset.max(1) as usize - 1)
+}
+
 /// A pinned and locked buffer, released on drop.
 pub struct LockedBuffer {
     pub buffer: pg_sys::Buffer,
@@ -97,7 +109,7 @@ pub fn init_page(page: pg_sys::Page) {
 
 /// Usable bytes for items on an empty page (header and one line pointer).
 pub fn max_item_size() -> usize {
-    pg_sys::BLCKSZ as usize - std::mem::size_of::<pg_sys::PageHeaderData>() - 8
+    pg_sys::BLCKSZ as usize - LINE_POINTERS_AT - 8
 }
 
 pub fn meta_from_page(page: pg_sys::Page) -> Result<Meta, LayoutError> {
