@@ -558,6 +558,11 @@ mod tests {
         data.iter().for_each(|v| flat.push(v));
         let g = MemoryGraph::new(Params::default(), metric, flat, 42);
         g.build(threads, &|| {}, |_| true);
+        // As CREATE INDEX does (build.rs `finished`): a concurrent build
+        // whose thread was preempted mid-insert can leave a few nodes whose
+        // incoming links were all pruned (3-15 of 2900 under CPU load,
+        // recall down to 0.96 without this), and the index never ships them.
+        g.repair_reachability();
         let mut hits = 0;
         for q in &queries {
             let got: HashSet<u32> = g.search(q, 10, 200).iter().map(|c| c.node).collect();
@@ -577,8 +582,9 @@ mod tests {
 
     #[test]
     fn multi_threaded_builds_reach_recall() {
-        // Concurrent builds interleave differently on every run (typically
-        // 0.996-1.0 here); a broken concurrent insert would fall far lower.
+        // Concurrent builds interleave differently on every run (0.991-1.0
+        // here, 0.997-1.0 with two CPU hogs running beside the test); a
+        // broken concurrent insert would fall far lower.
         assert!(recall(Metric::L2Squared, 2) >= 0.98);
         assert!(recall(Metric::L2Squared, 4) >= 0.98);
     }
