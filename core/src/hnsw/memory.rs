@@ -43,6 +43,12 @@ struct LevelLinks {
     spare: Vec<Link>,
 }
 
+impl From<&Candidate<u32>> for Link {
+    fn from(c: &Candidate<u32>) -> Self {
+        Link { node: c.node, distance: c.distance }
+    }
+}
+
 impl LevelLinks {
     fn restored(nodes: impl IntoIterator<Item = u32>) -> Self {
         LevelLinks { items: nodes.into_iter().map(|node| Link { node, distance: f32::NAN }).collect(), spare: Vec::new() }
@@ -302,13 +308,22 @@ impl<E: IndexElement> MemoryGraph<E> {
             let found: Vec<_> = found.into_iter().filter(|c| c.node != i).collect();
             let max = self.params.max_neighbors(lv);
             let (chosen, passed) = select_neighbors_split(&found, max, &mut Pairs(self));
-            let spare_room = if lv == 0 { max - chosen.len() } else { 0 };
-            self.links[i as usize].lock().expect("links lock")[lv] = LevelLinks {
-                items: chosen.iter().map(|c| Link { node: c.node, distance: c.distance }).collect(),
-                spare: passed.iter().take(spare_room).map(|c| Link { node: c.node, distance: c.distance }).collect(),
-            };
+            let room = max - chosen.len();
+            let spare = if lv == 0 { passed.iter().take(room).map(Link::from).collect() } else { Vec::new() };
+            self.set_own_links(i, lv, chosen.iter().map(Link::from).collect(), spare);
             for c in &chosen {
                 self.connect(c.node, i, c.distance, lv);
+            }
+            // The candidates the heuristic passed over take a link back to
+            // `i` while they have a free slot (never evicting one). A node
+            // inserted late otherwise gets links back only from its chosen
+            // few, and the nodes the search misses near recall 0.99 are
+            // those with few ways in: on WordNet-MiniLM 100k, three seeds,
+            // recall@10 at a beam of 100 went from 0.983-0.984 to
+            // 0.985-0.986 and at 150 from 0.990 to 0.991, for 2% more
+            // distances per query at the same beam.
+            for c in passed.iter().take(room) {
+                self.offer_link(c.node, i, c.distance, lv);
             }
             if !found.is_empty() {
                 cur = found;
@@ -319,6 +334,40 @@ impl<E: IndexElement> MemoryGraph<E> {
             if e.map(|(_, l)| level > l).unwrap_or(true) {
                 *e = Some((i, level));
             }
+        }
+    }
+
+    /// Writes the links node `i`'s insertion chose on `level`. Links other
+    /// threads added to `i` meanwhile stay: once `i` is linked on a higher
+    /// level, a concurrent insert can reach it, choose it and link it to
+    /// itself, and overwriting that list lost those links (on WordNet 100k
+    /// with two threads, about 470 lists lost one to six links, which left
+    /// about 650 nodes with no way in until the repair after the build).
+    /// A list that grows past the level's bound keeps the heuristic's choice.
+    fn set_own_links(&self, i: u32, level: usize, mut items: Vec<Link>, spare: Vec<Link>) {
+        let max = self.params.max_neighbors(level);
+        let mut l = self.links[i as usize].lock().expect("links lock");
+        let list = &mut l[level];
+        for it in list.items.drain(..) {
+            if !items.iter().any(|x| x.node == it.node) {
+                items.push(it);
+            }
+        }
+        if items.len() > max {
+            // rare (a few dozen times in a 100k build): decided under the lock
+            items = self.heuristic_choice(i, items, max);
+        }
+        *list = LevelLinks { items, spare };
+    }
+
+    /// Adds `new` to the links of `node` on `level` if the list has a free
+    /// slot and lacks it; never evicts a link.
+    fn offer_link(&self, node: u32, new: u32, distance: f32, level: usize) {
+        let max = self.params.max_neighbors(level);
+        let mut l = self.links[node as usize].lock().expect("links lock");
+        let list = &mut l[level];
+        if list.items.len() < max && !list.contains(new) {
+            list.items.push(Link { node: new, distance });
         }
     }
 
@@ -358,17 +407,24 @@ impl<E: IndexElement> MemoryGraph<E> {
 
     /// The heuristic's choice among `items` and `new`.
     fn prune(&self, node: u32, items: &[Link], new: u32, distance: f32, max: usize) -> Vec<Link> {
+        let mut all = items.to_vec();
+        all.push(Link { node: new, distance });
+        self.heuristic_choice(node, all, max)
+    }
+
+    /// The heuristic's choice of at most `max` among `items`, links of
+    /// `node` (distances still unknown, NaN, are worked out).
+    fn heuristic_choice(&self, node: u32, items: Vec<Link>, max: usize) -> Vec<Link> {
         let c = self.metric.construction();
         let base = self.vectors.get(node as usize);
-        let mut cands: Vec<Candidate<u32>> = items
+        let cands: Vec<Candidate<u32>> = items
             .iter()
             .map(|it| {
                 let d = if it.distance.is_nan() { E::distance(c, base, self.vectors.get(it.node as usize)) } else { it.distance };
                 Candidate { distance: d, node: it.node }
             })
             .collect();
-        cands.push(Candidate { distance, node: new });
-        select_neighbors(&cands, max, &mut Pairs(self)).iter().map(|c| Link { node: c.node, distance: c.distance }).collect()
+        select_neighbors(&cands, max, &mut Pairs(self)).iter().map(Link::from).collect()
     }
 
     /// Fills the free level-0 slots of every node with the candidates its
@@ -770,5 +826,63 @@ mod restored_graphs {
         assert!(g.repair_reachability() >= 1);
         let all: Vec<Vec<Vec<u32>>> = (0..4).map(|i| g.links(i)).collect();
         assert_eq!(reachable(&all, 0), 4);
+    }
+}
+
+#[cfg(test)]
+mod own_links {
+    use super::*;
+
+    /// Ten points on a line, node i at x = i; m = 2, so level 0 keeps 4.
+    fn line() -> MemoryGraph<f32> {
+        let mut flat = FlatVectors::new(1);
+        for i in 0..10 {
+            flat.push(&[i as f32]);
+        }
+        MemoryGraph::new(Params::new(2, 8), Metric::L2Squared, flat, 1)
+    }
+
+    fn link(g: &MemoryGraph<f32>, a: u32, b: u32) -> Link {
+        Link { node: b, distance: f32::distance(Metric::L2Squared, g.vectors.get(a as usize), g.vectors.get(b as usize)) }
+    }
+
+    #[test]
+    /// Another thread linked node 0 to 5 while 0 was being inserted (it
+    /// reached 0 through a higher level): writing 0's own choice keeps 5.
+    fn writing_a_nodes_choice_keeps_links_added_meanwhile() {
+        let g = line();
+        g.connect(0, 5, link(&g, 0, 5).distance, 0);
+        g.set_own_links(0, 0, vec![link(&g, 0, 1), link(&g, 0, 2)], Vec::new());
+        let mut got = g.links(0)[0].clone();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 5]);
+    }
+
+    #[test]
+    /// Past the bound the merged list keeps the heuristic's choice: on a
+    /// line that is the nearest node on each side.
+    fn a_merged_list_past_the_bound_keeps_the_heuristics_choice() {
+        let g = line();
+        for far in [7, 8, 9] {
+            g.connect(5, far, link(&g, 5, far).distance, 0);
+        }
+        g.set_own_links(5, 0, vec![link(&g, 5, 4), link(&g, 5, 6), link(&g, 5, 3)], Vec::new());
+        let mut got = g.links(5)[0].clone();
+        got.sort();
+        assert_eq!(got, vec![4, 6]);
+    }
+
+    #[test]
+    /// An offered link takes a free slot once and never evicts one.
+    fn offered_links_take_free_slots_only() {
+        let g = line();
+        g.offer_link(0, 1, link(&g, 0, 1).distance, 0);
+        g.offer_link(0, 1, link(&g, 0, 1).distance, 0);
+        assert_eq!(g.links(0)[0], vec![1]);
+        for n in [2, 3, 4] {
+            g.offer_link(0, n, link(&g, 0, n).distance, 0);
+        }
+        g.offer_link(0, 9, link(&g, 0, 9).distance, 0);
+        assert_eq!(g.links(0)[0], vec![1, 2, 3, 4]);
     }
 }
