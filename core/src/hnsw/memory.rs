@@ -17,7 +17,7 @@ pub struct MemoryGraph<E: IndexElement> {
     pub vectors: FlatVectors<E>,
     pub levels: Vec<u8>,
     /// links[node][level]: the node's neighbours on that level.
-    links: Vec<Mutex<Vec<LevelLinks>>>,
+    links: Vec<Mutex<NodeLinks>>,
     /// (node, level) of the entry point.
     entry: RwLock<Option<(u32, usize)>>,
 }
@@ -28,6 +28,16 @@ pub struct MemoryGraph<E: IndexElement> {
 struct Link {
     node: u32,
     distance: f32,
+    /// The latest run of the heuristic on this list kept it: it is nearer
+    /// to the node than to every link kept before it. Two such links need
+    /// not be measured against each other again (see `heuristic_choice`).
+    diverse: bool,
+}
+
+impl Link {
+    fn new(node: u32, distance: f32) -> Self {
+        Link { node, distance, diverse: false }
+    }
 }
 
 /// A node's links on one level, and on level 0 the candidates the
@@ -43,15 +53,61 @@ struct LevelLinks {
     spare: Vec<Link>,
 }
 
+/// A node's links on each of its levels. Level 0's list sits inline,
+/// next to the node's lock: a search reads it on every expansion, and
+/// behind a pointer to a vector of levels it cost one more dependent cache
+/// miss each time (the build spent 12% of its time in reading links).
+#[derive(Debug)]
+struct NodeLinks {
+    level0: LevelLinks,
+    upper: Vec<LevelLinks>,
+}
+
+impl NodeLinks {
+    fn from_levels(mut lists: impl Iterator<Item = LevelLinks>) -> Self {
+        let level0 = lists.next().expect("every node has level 0");
+        NodeLinks { level0, upper: lists.collect() }
+    }
+
+    fn get(&self, level: usize) -> Option<&LevelLinks> {
+        if level == 0 {
+            Some(&self.level0)
+        } else {
+            self.upper.get(level - 1)
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LevelLinks> {
+        std::iter::once(&self.level0).chain(self.upper.iter())
+    }
+}
+
+impl std::ops::Index<usize> for NodeLinks {
+    type Output = LevelLinks;
+    fn index(&self, level: usize) -> &LevelLinks {
+        self.get(level).expect("node has the level")
+    }
+}
+
+impl std::ops::IndexMut<usize> for NodeLinks {
+    fn index_mut(&mut self, level: usize) -> &mut LevelLinks {
+        if level == 0 {
+            &mut self.level0
+        } else {
+            &mut self.upper[level - 1]
+        }
+    }
+}
+
 impl From<&Candidate<u32>> for Link {
     fn from(c: &Candidate<u32>) -> Self {
-        Link { node: c.node, distance: c.distance }
+        Link::new(c.node, c.distance)
     }
 }
 
 impl LevelLinks {
     fn restored(nodes: impl IntoIterator<Item = u32>) -> Self {
-        LevelLinks { items: nodes.into_iter().map(|node| Link { node, distance: f32::NAN }).collect(), spare: Vec::new() }
+        LevelLinks { items: nodes.into_iter().map(|node| Link::new(node, f32::NAN)).collect(), spare: Vec::new() }
     }
 
     fn ids(&self) -> impl Iterator<Item = u32> + '_ {
@@ -169,9 +225,8 @@ impl<E: IndexElement> MemoryGraph<E> {
             .iter()
             .map(|&l| {
                 let lists = (0..=l as usize)
-                    .map(|lv| LevelLinks { items: Vec::with_capacity(params.max_neighbors(lv)), spare: Vec::new() })
-                    .collect();
-                Mutex::new(lists)
+                    .map(|lv| LevelLinks { items: Vec::with_capacity(params.max_neighbors(lv)), spare: Vec::new() });
+                Mutex::new(NodeLinks::from_levels(lists))
             })
             .collect();
         MemoryGraph { params, metric, vectors, levels, links, entry: RwLock::new(None) }
@@ -207,7 +262,7 @@ impl<E: IndexElement> MemoryGraph<E> {
                 }
             }
             g.levels[i] = level;
-            g.links[i] = Mutex::new(l.into_iter().map(LevelLinks::restored).collect());
+            g.links[i] = Mutex::new(NodeLinks::from_levels(l.into_iter().map(LevelLinks::restored)));
         }
         g.entry = RwLock::new(entry);
         g
@@ -310,7 +365,8 @@ impl<E: IndexElement> MemoryGraph<E> {
             let (chosen, passed) = select_neighbors_split(&found, max, &mut Pairs(self));
             let room = max - chosen.len();
             let spare = if lv == 0 { passed.iter().take(room).map(Link::from).collect() } else { Vec::new() };
-            self.set_own_links(i, lv, chosen.iter().map(Link::from).collect(), spare);
+            let diverse = chosen.iter().map(|c| Link { diverse: true, ..Link::from(c) }).collect();
+            self.set_own_links(i, lv, diverse, spare);
             for c in &chosen {
                 self.connect(c.node, i, c.distance, lv);
             }
@@ -350,7 +406,9 @@ impl<E: IndexElement> MemoryGraph<E> {
         let list = &mut l[level];
         for it in list.items.drain(..) {
             if !items.iter().any(|x| x.node == it.node) {
-                items.push(it);
+                // not measured against `items`: `diverse` is only ever
+                // shared by the links of one run of the heuristic
+                items.push(Link { diverse: false, ..it });
             }
         }
         if items.len() > max {
@@ -367,7 +425,7 @@ impl<E: IndexElement> MemoryGraph<E> {
         let mut l = self.links[node as usize].lock().expect("links lock");
         let list = &mut l[level];
         if list.items.len() < max && !list.contains(new) {
-            list.items.push(Link { node: new, distance });
+            list.items.push(Link::new(new, distance));
         }
     }
 
@@ -385,7 +443,7 @@ impl<E: IndexElement> MemoryGraph<E> {
                 return;
             }
             if list.items.len() < max {
-                list.items.push(Link { node: new, distance });
+                list.items.push(Link::new(new, distance));
                 return;
             }
             if attempt >= 3 {
@@ -408,23 +466,40 @@ impl<E: IndexElement> MemoryGraph<E> {
     /// The heuristic's choice among `items` and `new`.
     fn prune(&self, node: u32, items: &[Link], new: u32, distance: f32, max: usize) -> Vec<Link> {
         let mut all = items.to_vec();
-        all.push(Link { node: new, distance });
+        all.push(Link::new(new, distance));
         self.heuristic_choice(node, all, max)
     }
 
-    /// The heuristic's choice of at most `max` among `items`, links of
-    /// `node` (distances still unknown, NaN, are worked out).
-    fn heuristic_choice(&self, node: u32, items: Vec<Link>, max: usize) -> Vec<Link> {
+    /// The heuristic's choice (`select_neighbors`) of at most `max` among
+    /// `items`, links of `node` (distances still unknown, NaN, are worked
+    /// out). Whether a link passes the test against a nearer kept one
+    /// depends only on the pair and their distances to `node`, none of
+    /// which change, so two links the previous run on this list kept are
+    /// not measured against each other again: only pairs with a link
+    /// added since. In a WordNet 100k build that is half the pair
+    /// distances of pruning full lists.
+    fn heuristic_choice(&self, node: u32, mut items: Vec<Link>, max: usize) -> Vec<Link> {
         let c = self.metric.construction();
         let base = self.vectors.get(node as usize);
-        let cands: Vec<Candidate<u32>> = items
-            .iter()
-            .map(|it| {
-                let d = if it.distance.is_nan() { E::distance(c, base, self.vectors.get(it.node as usize)) } else { it.distance };
-                Candidate { distance: d, node: it.node }
-            })
-            .collect();
-        select_neighbors(&cands, max, &mut Pairs(self)).iter().map(Link::from).collect()
+        for it in items.iter_mut().filter(|it| it.distance.is_nan()) {
+            *it = Link::new(it.node, E::distance(c, base, self.vectors.get(it.node as usize)));
+        }
+        items.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.node.cmp(&b.node)));
+        items.dedup_by_key(|l| l.node);
+        let mut pairs = Pairs(self);
+        // `diverse` stays as the previous run left it until the end: a link
+        // this run keeps has not been measured against the earlier ones.
+        let mut kept: Vec<Link> = Vec::with_capacity(max);
+        for it in items {
+            if kept.len() >= max {
+                break;
+            }
+            if kept.iter().all(|k| (it.diverse && k.diverse) || pairs.pair_distance(it.node, k.node) > it.distance) {
+                kept.push(it);
+            }
+        }
+        kept.iter_mut().for_each(|k| k.diverse = true);
+        kept
     }
 
     /// Fills the free level-0 slots of every node with the candidates its
@@ -541,7 +616,7 @@ impl<E: IndexElement> MemoryGraph<E> {
         if list.contains(new) {
             return None;
         }
-        let link = Link { node: new, distance: E::distance(c, base, self.vectors.get(new as usize)) };
+        let link = Link::new(new, E::distance(c, base, self.vectors.get(new as usize)));
         if list.items.len() < self.params.max_neighbors(level) {
             list.items.push(link);
             return None;
@@ -843,7 +918,7 @@ mod own_links {
     }
 
     fn link(g: &MemoryGraph<f32>, a: u32, b: u32) -> Link {
-        Link { node: b, distance: f32::distance(Metric::L2Squared, g.vectors.get(a as usize), g.vectors.get(b as usize)) }
+        Link::new(b, f32::distance(Metric::L2Squared, g.vectors.get(a as usize), g.vectors.get(b as usize)))
     }
 
     #[test]
@@ -884,5 +959,41 @@ mod own_links {
         }
         g.offer_link(0, 9, link(&g, 0, 9).distance, 0);
         assert_eq!(g.links(0)[0], vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    /// Pruning with the kept links' pairs skipped gives the same lists as
+    /// the plain heuristic: 400 links offered to one node in random order,
+    /// each list compared after every step with a model that measures
+    /// every pair.
+    fn pruning_with_remembered_pairs_matches_the_plain_heuristic() {
+        let mut rng = SplitMix64(9);
+        let mut flat = FlatVectors::new(3);
+        for _ in 0..401 {
+            let v: Vec<f32> = (0..3).map(|_| rng.next_unit() as f32).collect();
+            flat.push(&v);
+        }
+        let g = MemoryGraph::new(Params::new(4, 16), Metric::L2Squared, flat, 1);
+        let max = g.params.max_neighbors(0);
+        let mut model: Vec<Candidate<u32>> = Vec::new();
+        let mut prunes = 0;
+        for k in 0..400u32 {
+            let new = 1 + ((k as u64 * 7919) % 400) as u32;
+            let d = f32::distance(Metric::L2Squared, g.vectors.get(0), g.vectors.get(new as usize));
+            g.connect(0, new, d, 0);
+            if model.len() < max {
+                model.push(Candidate { distance: d, node: new });
+            } else {
+                prunes += 1;
+                model.push(Candidate { distance: d, node: new });
+                model = select_neighbors(&model, max, &mut Pairs(&g));
+            }
+            let mut want: Vec<u32> = model.iter().map(|c| c.node).collect();
+            let mut got = g.links(0)[0].clone();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "after link {k}");
+        }
+        assert!(prunes > 50, "the lists were pruned only {prunes} times");
     }
 }
