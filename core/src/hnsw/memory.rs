@@ -32,11 +32,15 @@ struct Link {
     /// to the node than to every link kept before it. Two such links need
     /// not be measured against each other again (see `heuristic_choice`).
     diverse: bool,
+    /// Offered back by a node whose insertion passed this one over
+    /// (`offer_link`): it holds a slot only until a link the heuristic
+    /// chose needs it.
+    offered: bool,
 }
 
 impl Link {
     fn new(node: u32, distance: f32) -> Self {
-        Link { node, distance, diverse: false }
+        Link { node, distance, diverse: false, offered: false }
     }
 }
 
@@ -425,7 +429,7 @@ impl<E: IndexElement> MemoryGraph<E> {
         let mut l = self.links[node as usize].lock().expect("links lock");
         let list = &mut l[level];
         if list.items.len() < max && !list.contains(new) {
-            list.items.push(Link::new(new, distance));
+            list.items.push(Link { offered: true, ..Link::new(new, distance) });
         }
     }
 
@@ -444,6 +448,16 @@ impl<E: IndexElement> MemoryGraph<E> {
             }
             if list.items.len() < max {
                 list.items.push(Link::new(new, distance));
+                return;
+            }
+            // An offered link gives its slot up first: filled with them, the
+            // lists turned away the links back from later nodes, and on
+            // clustered data recall at a beam of 200 fell from 0.995 to 0.97-0.99.
+            let offered = (0..list.items.len())
+                .filter(|&k| list.items[k].offered)
+                .max_by(|&a, &b| list.items[a].distance.total_cmp(&list.items[b].distance));
+            if let Some(k) = offered {
+                list.items[k] = Link::new(new, distance);
                 return;
             }
             if attempt >= 3 {
@@ -498,7 +512,10 @@ impl<E: IndexElement> MemoryGraph<E> {
                 kept.push(it);
             }
         }
-        kept.iter_mut().for_each(|k| k.diverse = true);
+        kept.iter_mut().for_each(|k| {
+            k.diverse = true;
+            k.offered = false;
+        });
         kept
     }
 
