@@ -435,6 +435,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     let vector_bytes = meta.kind.bytes_for(meta.dims as usize);
     // SAFETY: maintenance_work_mem is a GUC (kB) read on this thread.
     let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
+    // Phase times for DEBUG1: where a slow build spends its time.
+    let started = std::time::Instant::now();
     let mut st = BuildState {
         meta,
         vector_bytes,
@@ -464,6 +466,7 @@ pub unsafe extern "C-unwind" fn ambuild(
             (st.tids.len() + st.spill.as_ref().map(|s| s.count).unwrap_or(0)) as i64,
         );
     }
+    let scanned = started.elapsed();
     // SAFETY: a plain GUC read.
     let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -498,8 +501,16 @@ pub unsafe extern "C-unwind" fn ambuild(
                 (links, levels, entry, build_codec(&st))
             }
         };
+    let linked = started.elapsed();
     unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
     write_pages(index, &st, &links, &levels, entry, codec.as_ref());
+    let written = started.elapsed();
+    pgrx::debug1!(
+        "hnsw build: heap scan {:.2} s, graph {:.2} s ({threads} threads), pages {:.2} s",
+        scanned.as_secs_f64(),
+        (linked - scanned).as_secs_f64(),
+        (written - linked).as_secs_f64()
+    );
     let index_tuples = levels.len() as f64;
     drop((links, levels));
     st.data = Vec::new();
@@ -526,6 +537,13 @@ pub unsafe extern "C-unwind" fn ambuild(
                 pgrx::check_for_interrupts!();
             }
         }
+        // An insert on pages prunes its neighbours' full lists and can take
+        // an element's last way in (the in-memory part was repaired before
+        // it was written; VACUUM repairs what concurrent inserts do). One
+        // run of a 4000-row restore in 1 MB of memory left one such element,
+        // which no index scan would ever return.
+        let relinked = super::vacuum::repair_reachability(index);
+        pgrx::debug1!("hnsw: relinked {relinked} unreachable elements after the inserts past maintenance_work_mem");
     }
 
     // SAFETY: palloc0 returns a zeroed IndexBuildResult we fill and hand to Postgres.
