@@ -979,8 +979,31 @@ mod own_links {
     }
 
     #[test]
+    /// A chosen link takes the farthest offered link's slot, without
+    /// pruning the list (which, on a line, would keep node 1 alone).
+    fn offered_links_give_their_slot_to_a_chosen_link() {
+        let g = line();
+        for n in [1, 2, 3, 4] {
+            g.offer_link(0, n, link(&g, 0, n).distance, 0);
+        }
+        g.connect(0, 9, link(&g, 0, 9).distance, 0);
+        let mut got = g.links(0)[0].clone();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 3, 9]);
+        for n in [5, 6, 7] {
+            g.connect(0, n, link(&g, 0, n).distance, 0);
+        }
+        let mut got = g.links(0)[0].clone();
+        got.sort();
+        assert_eq!(got, vec![5, 6, 7, 9]);
+        // no offered link left: the next one prunes as before
+        g.connect(0, 8, link(&g, 0, 8).distance, 0);
+        assert_eq!(g.links(0)[0], vec![5]);
+    }
+
+    #[test]
     /// Pruning with the kept links' pairs skipped gives the same lists as
-    /// the plain heuristic: 400 links offered to one node in random order,
+    /// the plain heuristic: 400 links made to one node in random order,
     /// each list compared after every step with a model that measures
     /// every pair.
     fn pruning_with_remembered_pairs_matches_the_plain_heuristic() {
