@@ -15,7 +15,12 @@ How it measures: latency and QPS come from pgbench (a C client, prepared
 statements, query vectors read from a table by id inside the statement), so
 no Python is on the timed path; per-transaction latencies come from
 pgbench's log. Recall is computed separately by running every query once
-through psycopg and comparing ids with numpy's exact answer.
+through psycopg and comparing ids with numpy's exact answer. Every point is
+taken for all contenders in turn, over several rounds in alternating order,
+and medians are reported (`--rounds`): shared machines drift by 10-30%
+over minutes, which measuring one contender after the other turned into
+ratios off by as much (an insert rate of 0.60x of pgvector's in one such
+run, 1.2-1.5x in alternating runs right after).
 """
 from __future__ import annotations
 
@@ -165,17 +170,6 @@ def recall_of(server: Server, db: str, sql: str, settings: dict, gt: np.ndarray,
     return (hits / total if total else 1.0), returned / n
 
 
-def measure(server: Server, db: str, sql: str, settings: dict, gt: np.ndarray, nq: int, recall_n: int,
-            seconds: float, workdir: pathlib.Path) -> dict:
-    recall, rows = recall_of(server, db, sql, settings, gt, recall_n)
-    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    script = f"\\set q random(1, {nq})\n{sql};\n"
-    tps, lat = server.pgbench(db, script, seconds, 1, options, workdir)
-    return {"recall": recall, "rows": rows, "qps": tps,
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
-
-
 def restart_for(contender: str) -> None:
     """Restarts the benchmark cluster with quiver preloaded for quiver (its
     search metrics live in shared memory) and without for pgvector, whose
@@ -212,44 +206,51 @@ def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float,
     return {"qps_off": off, "qps_on": on, "cost_pct": 100 * (1 - on / off)}
 
 
-def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args, workdir) -> dict:
+def prepare_contender(server: Server, name: str, ext: str, data: ds.Dataset, args) -> dict:
+    """Loads the dataset into the contender's database and builds its index."""
     db = f"bench_{name}_{data.name}".replace("-", "_")
     log(f"{data.name} / {name}: loading {len(data.base)} rows")
-    res = {"contender": name, **load(server, db, ext, data)}
+    res = {"contender": name, "ext": ext, "db": db, **load(server, db, ext, data)}
+    with server.connect(db) as c:
+        # an autovacuum started by the insert rounds' deletes would land in
+        # whichever measurement follows; the harness vacuums itself instead
+        c.execute("ALTER TABLE items SET (autovacuum_enabled = off)")
     idx = build_index(server, db, data, args.m, args.ef_construction, args.maintenance_work_mem,
                       INDEX_OPTIONS.get(name, ""))
     res["index"] = idx
     if idx:
+        idx["build_runs"] = [idx["build_s"]]
         log(f"{data.name} / {name}: index built in {idx['build_s']:.1f}s, {idx['index_bytes'] / 2**20:.0f} MB")
+    return res
+
+
+def rebuild(server: Server, res: dict, mwm: str) -> float:
+    """Times a REINDEX of the contender's vector index (same settings as the build)."""
+    with server.connect(res["db"]) as c:
+        c.execute(f"SET maintenance_work_mem = '{mwm}'")
+        c.execute("SET max_parallel_maintenance_workers = 1")
+        start = time.perf_counter()
+        c.execute("REINDEX INDEX items_embedding_idx")
+        return time.perf_counter() - start
+
+
+def points(res: dict, data: ds.Dataset, args) -> list[tuple]:
+    """What is measured for a contender: (key, sql, settings, ground truth, recall queries)."""
     op = OPCLASS[data.metric][1]
     nq = len(data.queries)
-    gt = data.ground_truth("all")
-    res["searches"] = []
+    idx = res["index"]
+    out = []
     if idx:
         for ef in args.ef_search:
-            r = measure(server, db, search_sql(op), {"hnsw.ef_search": ef}, gt, nq,
-                        min(nq, args.recall_queries), args.seconds, workdir)
-            r["ef_search"] = ef
-            res["searches"].append(r)
-            log(f"  ef_search={ef}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, p99 {r['p99_ms']:.2f} ms")
-    if idx and name == "quiver-binary":
+            out.append((("search", ef), search_sql(op), {"hnsw.ef_search": ef}, "all", min(nq, args.recall_queries)))
+    if idx and res["contender"] == "quiver-binary":
         # recall against quiver.oversampling at the default ef_search
-        res["oversampling"] = []
         for os_ in OVERSAMPLING:
-            r = measure(server, db, search_sql(op), {"hnsw.ef_search": 40, "quiver.oversampling": os_}, gt, nq,
-                        min(nq, args.recall_queries), args.seconds, workdir)
-            r["oversampling"] = os_
-            res["oversampling"].append(r)
-            log(f"  oversampling={os_}: recall {r['recall']:.3f}, {r['qps']:.0f} QPS, p99 {r['p99_ms']:.2f} ms")
-    if idx and name == "quiver":
-        res["metrics_overhead"] = metrics_overhead(server, db, search_sql(op), nq, args.seconds, workdir)
+            out.append((("oversampling", os_), search_sql(op), {"hnsw.ef_search": 40, "quiver.oversampling": os_},
+                        "all", min(nq, args.recall_queries)))
     exact = {"enable_indexscan": "off", "max_parallel_workers_per_gather": 0}
-    r = measure(server, db, search_sql(op), exact, gt, nq, min(nq, args.exact_queries), args.seconds, workdir)
-    res["exact"] = r
-    log(f"  exact: recall {r['recall']:.3f}, {r['qps']:.1f} QPS")
-    res["filtered"] = []
+    out.append((("exact",), search_sql(op), exact, "all", min(nq, args.exact_queries)))
     for col, sel in (("cat10", "10%"), ("cat100", "1%")):
-        fgt = data.ground_truth(col)
         where = f"WHERE {col} = (SELECT {col} FROM queries WHERE id = :q)"
         modes = [("exact", exact)]
         if idx:
@@ -257,22 +258,89 @@ def bench_contender(server: Server, name: str, ext: str, data: ds.Dataset, args,
                      ("index+iterative", {"hnsw.ef_search": 40, "hnsw.iterative_scan": "relaxed_order"})] + modes
         for mode, settings in modes:
             n = min(nq, args.exact_queries if mode == "exact" else args.recall_queries)
-            r = measure(server, db, search_sql(op, where), settings, fgt, nq, n, args.seconds, workdir)
-            r.update(selectivity=sel, mode=mode)
-            res["filtered"].append(r)
-            log(f"  filter {sel} {mode}: {r['rows']:.1f} rows, recall {r['recall']:.3f}, {r['qps']:.1f} QPS")
+            out.append((("filtered", sel, mode), search_sql(op, where), settings, col, n))
+    return out
+
+
+def insert_round(server: Server, res: dict, nq: int, seconds: float, workdir) -> float:
+    """Rows per second of 2 clients inserting with the index present; the
+    rows are deleted and vacuumed away afterwards (outside the timing):
+    they are copies of the queries, and their dead elements would sit
+    nearest to every later query."""
     script = ("\\set q random(1, %d)\nINSERT INTO items (id, cat10, cat100, embedding) "
               "SELECT nextval('bench_insert_ids'), cat10, cat100, embedding FROM queries WHERE id = :q;\n" % nq)
-    tps, _ = server.pgbench(db, script, args.seconds, 2, "", workdir)
-    res["insert_rate"] = tps
-    log(f"  inserts (2 clients): {tps:.0f} rows/s")
-    with server.connect(db) as c:
+    tps, _ = server.pgbench(res["db"], script, seconds, 2, "", workdir)
+    with server.connect(res["db"]) as c:
         c.execute("DELETE FROM items WHERE id >= 100000000")
-        # leave the database as it was searched: the deleted rows were copies
-        # of the queries, and their dead elements would sit nearest to every
-        # query of a later run
         c.execute("VACUUM items")
-    return res
+    return tps
+
+
+def bench_dataset(server: Server, contenders: dict, data: ds.Dataset, args, workdir) -> list[dict]:
+    """Prepares every contender, then measures each point for all of them
+    in turn, `args.rounds` times, alternating the order: the machine's
+    drift over minutes (10-30% on shared machines) lands on all contenders
+    alike instead of on whichever ran in a slow stretch. Recall is measured
+    once (it does not vary); QPS, latencies, build time and insert rate are
+    medians over the rounds."""
+    restart_for("")  # nothing preloaded: pgvector's library cannot load beside quiver's
+    runs = [prepare_contender(server, name, ext, data, args) for name, ext in contenders.items()]
+    nq = len(data.queries)
+    for rnd in range(1, args.rounds):
+        for res in (runs if rnd % 2 == 0 else runs[::-1]):
+            if res["index"]:
+                res["index"]["build_runs"].append(rebuild(server, res, args.maintenance_work_mem))
+    for res in runs:
+        if res["index"]:
+            res["index"]["build_s"] = float(np.median(res["index"]["build_runs"]))
+            log(f"{data.name} / {res['contender']}: build {res['index']['build_s']:.1f}s (median of "
+                + ", ".join(f"{b:.1f}" for b in res["index"]["build_runs"]) + ")")
+    plans = {res["contender"]: points(res, data, args) for res in runs}
+    samples: dict = {}
+    for rnd in range(args.rounds):
+        order = runs if rnd % 2 == 0 else runs[::-1]
+        keys = list(dict.fromkeys(k for pl in plans.values() for k, *_ in pl))
+        for key in keys:
+            for res in order:
+                for k, sql, settings, gt_kind, recall_n in plans[res["contender"]]:
+                    if k != key:
+                        continue
+                    s = samples.setdefault((res["contender"], key), {"qps": [], "p50_ms": [], "p99_ms": []})
+                    if rnd == 0:
+                        s["recall"], s["rows"] = recall_of(server, res["db"], sql, settings,
+                                                           data.ground_truth(gt_kind), recall_n)
+                    options = " ".join(f"-c {k2}={v}" for k2, v in settings.items())
+                    tps, lat = server.pgbench(res["db"], f"\\set q random(1, {nq})\n{sql};\n", args.seconds, 1,
+                                              options, workdir)
+                    s["qps"].append(tps)
+                    if len(lat):
+                        s["p50_ms"].append(float(np.percentile(lat, 50)))
+                        s["p99_ms"].append(float(np.percentile(lat, 99)))
+                    log(f"  round {rnd + 1} {res['contender']} {key}: recall {s['recall']:.3f}, {tps:.0f} QPS")
+        for res in order:
+            res.setdefault("insert_runs", []).append(insert_round(server, res, nq, args.seconds, workdir))
+            log(f"  round {rnd + 1} {res['contender']} inserts (2 clients): {res['insert_runs'][-1]:.0f} rows/s")
+
+    def summary(name, key):
+        s = samples[(name, key)]
+        med = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
+        return {"recall": s["recall"], "rows": s["rows"], "qps": med(s["qps"]),
+                "p50_ms": med(s["p50_ms"]), "p99_ms": med(s["p99_ms"])}
+
+    for res in runs:
+        name = res["contender"]
+        keys = [k for k, *_ in plans[name]]
+        res["searches"] = [dict(summary(name, k), ef_search=k[1]) for k in keys if k[0] == "search"]
+        res["oversampling"] = [dict(summary(name, k), oversampling=k[1]) for k in keys if k[0] == "oversampling"]
+        res["exact"] = summary(name, ("exact",))
+        res["filtered"] = [dict(summary(name, k), selectivity=k[1], mode=k[2]) for k in keys if k[0] == "filtered"]
+        res["insert_rate"] = float(np.median(res["insert_runs"]))
+        if name == "quiver" and res["index"]:
+            restart_for("quiver")
+            res["metrics_overhead"] = metrics_overhead(server, res["db"], search_sql(OPCLASS[data.metric][1]),
+                                                       nq, args.seconds, workdir)
+            restart_for("")
+    return runs
 
 
 # ----------------------------------------------------------------- report --
@@ -293,7 +361,9 @@ def report(results: list[dict], env: dict, out: pathlib.Path) -> str:
              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".", "",
              "Latency and QPS: pgbench, 1 client, prepared statements, query vectors read from a table "
              f"inside the statement, {env['seconds']} s per point. Recall@10 against exact search (numpy). "
-             "Inserts: pgbench, 2 clients, with the index when the contender has one.", ""]
+             "Inserts: pgbench, 2 clients, with the index when the contender has one. "
+             f"Build time, QPS, latencies and insert rate are medians of {env['rounds']} rounds that take "
+             "every point for all contenders in turn, in alternating order.", ""]
     for dataset in sorted({r["dataset"] for r in results}):
         rs = {r["contender"]: r for r in results if r["dataset"] == dataset}
         names = [n for n in CONTENDERS if n in rs]
@@ -377,7 +447,7 @@ def plot_recall_qps(results: list[dict], out: pathlib.Path) -> pathlib.Path | No
     return path
 
 
-def environment(server: Server, versions: dict, seconds: float) -> dict:
+def environment(server: Server, versions: dict, seconds: float, rounds: int) -> dict:
     cpu = "unknown CPU"
     try:
         for line in open("/proc/cpuinfo"):
@@ -391,7 +461,7 @@ def environment(server: Server, versions: dict, seconds: float) -> dict:
         pg = c.execute("SHOW server_version").fetchone()[0]
     return {"date": datetime.date.today().isoformat(),
             "machine": f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {platform.system()} {platform.release()}",
-            "postgres": pg, "versions": versions, "seconds": seconds}
+            "postgres": pg, "versions": versions, "seconds": seconds, "rounds": rounds}
 
 
 def main() -> None:
@@ -408,6 +478,8 @@ def main() -> None:
     p.add_argument("--maintenance-work-mem", default="1GB")
     p.add_argument("--ef-search", type=int, nargs="+", default=[10, 20, 40, 100, 200])
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each pgbench point")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating rounds per point (and builds); medians are reported")
     p.add_argument("--recall-queries", type=int, default=1000)
     p.add_argument("--exact-queries", type=int, default=100, help="queries used for exact-search recall")
     p.add_argument("--cache", type=pathlib.Path,
@@ -435,15 +507,13 @@ def main() -> None:
             data = ds.Dataset(name, args.cache)
             for k in ("all", "cat10", "cat100"):
                 data.ground_truth(k)
-            for cname, ext in contenders.items():
-                restart_for(cname)
-                r = bench_contender(server, cname, ext, data, args, work)
+            for r in bench_dataset(server, contenders, data, args, work):
                 r.update(dataset=name, rows=len(data.base), metric=data.metric)
-                versions[cname] = r["version"]
+                versions[r["contender"]] = r["version"]
                 results.append(r)
-                # keep what is measured so far if a later step fails
-                (args.out / "partial.json").write_text(json.dumps(results, indent=1))
-    print(report(results, environment(server, versions, args.seconds), args.out))
+            # keep what is measured so far if a later dataset fails
+            (args.out / "partial.json").write_text(json.dumps(results, indent=1))
+    print(report(results, environment(server, versions, args.seconds, args.rounds), args.out))
     (args.out / "partial.json").unlink(missing_ok=True)
 
 
