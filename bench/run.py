@@ -486,6 +486,8 @@ def main() -> None:
                    default=pathlib.Path(__file__).resolve().parent.parent / ".build" / "bench")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).resolve().parent / "results")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     names = args.dataset or ["wordnet-minilm-384", "fashion-mnist-784"]
     server = Server(args.host, args.port, args.user)
     contenders = {}
