@@ -154,6 +154,11 @@ def search_sql(op: str, where: str = "") -> str:
     return f"SELECT id FROM items {where} ORDER BY embedding {op} {q} LIMIT 10"
 
 
+def query_script(sql: str, nq: int) -> str:
+    """A pgbench script running `sql` for a random query id."""
+    return f"\\set q random(1, {nq})\n{sql};\n"
+
+
 def recall_of(server: Server, db: str, sql: str, settings: dict, gt: np.ndarray, n: int) -> tuple[float, float]:
     """(mean recall@10, mean rows returned) over the first n queries."""
     psql_sql = sql.replace(":q", "%(q)s")
@@ -194,7 +199,7 @@ def metrics_overhead(server: Server, db: str, sql: str, nq: int, seconds: float,
     with server.connect(db) as c:
         if not c.execute("SELECT (quiver._metrics_json()::jsonb ->> 'enabled')::boolean").fetchone()[0]:
             return None
-    script = f"\\set q random(1, {nq})\n{sql};\n"
+    script = query_script(sql, nq)
     qps = {"off": [], "on": []}
     server.pgbench(db, script, seconds, 1, "-c hnsw.ef_search=40", workdir)  # warm-up, not counted
     for rnd in range(5):
@@ -210,7 +215,7 @@ def prepare_contender(server: Server, name: str, ext: str, data: ds.Dataset, arg
     """Loads the dataset into the contender's database and builds its index."""
     db = f"bench_{name}_{data.name}".replace("-", "_")
     log(f"{data.name} / {name}: loading {len(data.base)} rows")
-    res = {"contender": name, "ext": ext, "db": db, **load(server, db, ext, data)}
+    res = {"contender": name, "db": db, **load(server, db, ext, data)}
     with server.connect(db) as c:
         # an autovacuum started by the insert rounds' deletes would land in
         # whichever measurement follows; the harness vacuums itself instead
@@ -281,7 +286,9 @@ def bench_dataset(server: Server, contenders: dict, data: ds.Dataset, args, work
     in turn, `args.rounds` times, alternating the order: the machine's
     drift over minutes (10-30% on shared machines) lands on all contenders
     alike instead of on whichever ran in a slow stretch. Recall is measured
-    once (it does not vary); QPS, latencies, build time and insert rate are
+    in the first round, on the fresh builds (later rounds search indexes
+    that have been through an insert round, its delete and VACUUM, on
+    every contender alike); QPS, latencies, build time and insert rate are
     medians over the rounds."""
     restart_for("")  # nothing preloaded: pgvector's library cannot load beside quiver's
     runs = [prepare_contender(server, name, ext, data, args) for name, ext in contenders.items()]
@@ -295,28 +302,25 @@ def bench_dataset(server: Server, contenders: dict, data: ds.Dataset, args, work
             res["index"]["build_s"] = float(np.median(res["index"]["build_runs"]))
             log(f"{data.name} / {res['contender']}: build {res['index']['build_s']:.1f}s (median of "
                 + ", ".join(f"{b:.1f}" for b in res["index"]["build_runs"]) + ")")
-    plans = {res["contender"]: points(res, data, args) for res in runs}
+    plans = {res["contender"]: {key: rest for key, *rest in points(res, data, args)} for res in runs}
+    keys = list(dict.fromkeys(k for plan in plans.values() for k in plan))
     samples: dict = {}
     for rnd in range(args.rounds):
         order = runs if rnd % 2 == 0 else runs[::-1]
-        keys = list(dict.fromkeys(k for pl in plans.values() for k, *_ in pl))
         for key in keys:
-            for res in order:
-                for k, sql, settings, gt_kind, recall_n in plans[res["contender"]]:
-                    if k != key:
-                        continue
-                    s = samples.setdefault((res["contender"], key), {"qps": [], "p50_ms": [], "p99_ms": []})
-                    if rnd == 0:
-                        s["recall"], s["rows"] = recall_of(server, res["db"], sql, settings,
-                                                           data.ground_truth(gt_kind), recall_n)
-                    options = " ".join(f"-c {k2}={v}" for k2, v in settings.items())
-                    tps, lat = server.pgbench(res["db"], f"\\set q random(1, {nq})\n{sql};\n", args.seconds, 1,
-                                              options, workdir)
-                    s["qps"].append(tps)
-                    if len(lat):
-                        s["p50_ms"].append(float(np.percentile(lat, 50)))
-                        s["p99_ms"].append(float(np.percentile(lat, 99)))
-                    log(f"  round {rnd + 1} {res['contender']} {key}: recall {s['recall']:.3f}, {tps:.0f} QPS")
+            for res in (r for r in order if key in plans[r["contender"]]):
+                sql, settings, gt_kind, recall_n = plans[res["contender"]][key]
+                s = samples.setdefault((res["contender"], key), {"qps": [], "p50_ms": [], "p99_ms": []})
+                if rnd == 0:
+                    s["recall"], s["rows"] = recall_of(server, res["db"], sql, settings,
+                                                       data.ground_truth(gt_kind), recall_n)
+                options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+                tps, lat = server.pgbench(res["db"], query_script(sql, nq), args.seconds, 1, options, workdir)
+                s["qps"].append(tps)
+                if len(lat):
+                    s["p50_ms"].append(float(np.percentile(lat, 50)))
+                    s["p99_ms"].append(float(np.percentile(lat, 99)))
+                log(f"  round {rnd + 1} {res['contender']} {key}: recall {s['recall']:.3f}, {tps:.0f} QPS")
         for res in order:
             res.setdefault("insert_runs", []).append(insert_round(server, res, nq, args.seconds, workdir))
             log(f"  round {rnd + 1} {res['contender']} inserts (2 clients): {res['insert_runs'][-1]:.0f} rows/s")
@@ -329,7 +333,7 @@ def bench_dataset(server: Server, contenders: dict, data: ds.Dataset, args, work
 
     for res in runs:
         name = res["contender"]
-        keys = [k for k, *_ in plans[name]]
+        keys = list(plans[name])
         res["searches"] = [dict(summary(name, k), ef_search=k[1]) for k in keys if k[0] == "search"]
         res["oversampling"] = [dict(summary(name, k), oversampling=k[1]) for k in keys if k[0] == "oversampling"]
         res["exact"] = summary(name, ("exact",))
