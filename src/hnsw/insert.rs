@@ -206,7 +206,6 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     };
     let top = top as usize;
     g.metric = meta.metric.construction();
-    g.keep_vectors = true;
     let mut cur = g.descend(entry, top, level);
     let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
     for lv in (0..=level.min(top)).rev() {
@@ -261,7 +260,6 @@ fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: Alig
     let params = params_of(&meta);
     let mut g = DiskGraph::new(index, &meta, v);
     g.metric = meta.metric.construction();
-    g.keep_vectors = true;
     let start = g.descend(entry, top as usize, 0);
     let mut visited = IdHashSet::default();
     let cur = search_layer(&mut g, &start, params.ef_construction, 0, &mut visited);

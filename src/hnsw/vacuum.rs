@@ -231,7 +231,6 @@ fn unlink_deleted(
     drop(probe);
     let mut g = DiskGraph::new(index, meta, v);
     g.metric = meta.metric.construction();
-    g.keep_vectors = true;
     for (lv, list) in levels {
         let max = shape.params.max_neighbors(lv);
         let mut pool: IdHashSet<u64> = IdHashSet::default();
@@ -338,7 +337,6 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             let Some(v) = probe.element_as_query(xr) else { continue };
             let mut g = DiskGraph::new(index, &meta, v);
             g.metric = meta.metric.construction();
-            g.keep_vectors = true;
             let start = g.descend(entry, top as usize, 0);
             let mut visited = IdHashSet::default();
             let cur = search_layer(&mut g, &start, shape.params.ef_construction, 0, &mut visited);
