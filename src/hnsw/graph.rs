@@ -73,7 +73,7 @@ pub struct DiskGraph {
     /// (about 1000 vectors of 1.5 kB per WordNet insert) cost an insert a
     /// quarter of its time in allocation and page faults (2 clients: 775
     /// rows/s against 1067 without, medians of 5 alternating rounds).
-    pub vectors: IdHashMap<u64, AlignedBytes>,
+    vectors: IdHashMap<u64, AlignedBytes>,
     /// Where this backend last found each index block (no pins are held
     /// between accesses: each pins, locks, reads and releases its page).
     hints: BlockHints,

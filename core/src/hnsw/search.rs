@@ -41,9 +41,11 @@ pub trait QueryDistance<N> {
     fn accept(&mut self, _node: N) -> bool {
         true
     }
-    /// Told which nodes `distance` is about to be asked for, so storage that
-    /// waits on memory can start fetching all of them at once (each visit
-    /// on pages is a cache miss; overlapping them hides most of the wait).
+    /// Told which nodes `distance` is about to be asked for, in the order it
+    /// will be asked, so storage that waits on memory can start fetching
+    /// them ahead (each visit on pages is a cache miss; overlapping them
+    /// hides most of the wait, and the disk graph requests each element a
+    /// few `distance` calls before its own).
     fn prefetch(&mut self, _nodes: &[N]) {}
 }
 
