@@ -41,8 +41,15 @@ CREATE POLICY everyone_reads ON quiver.collection_catalog FOR SELECT USING (true
 CREATE POLICY owners_write ON quiver.collection_catalog FOR ALL
     USING (quiver._owns(relation)) WITH CHECK (quiver._owns(relation));
 CREATE POLICY everyone_reads ON quiver.alias_catalog FOR SELECT USING (true);
+-- An alias row names a view and a collection: writing it takes owning both,
+-- so no role can plant an alias on another role's collection (which would
+-- block that role's drop_collection).
+CREATE FUNCTION quiver._owns_collection(collection text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$ SELECT coalesce((SELECT quiver._owns(c.relation) FROM quiver.collection_catalog c
+                            WHERE c.name = collection), false) $$;
 CREATE POLICY owners_write ON quiver.alias_catalog FOR ALL
-    USING (quiver._owns(view)) WITH CHECK (quiver._owns(view));
+    USING (quiver._owns(view)) WITH CHECK (quiver._owns(view) AND quiver._owns_collection(collection));
 GRANT USAGE ON SCHEMA quiver TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON quiver.collection_catalog, quiver.alias_catalog TO PUBLIC;
 
@@ -138,6 +145,15 @@ BEGIN
                    rel, 'vector_' || dist || '_ops', m, ef_construction, quantization);
 END $$;
 
+-- The table name of shard i: the collection's name and "_shard<i>"; a name
+-- too long for that keeps 40 bytes and a hash of the whole name, so two
+-- collections that share their first characters never collide.
+CREATE FUNCTION quiver._shard_name(collection text, i integer) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE WHEN octet_length(collection || '_shard' || i) <= 63 THEN collection || '_shard' || i
+                ELSE convert_from(substring(convert_to(collection, 'UTF8') FROM 1 FOR 40), 'UTF8')
+                     || '_' || left(md5(collection), 8) || '_shard' || i END $$;
+
 CREATE FUNCTION quiver.create_collection(
     name text,
     dim integer,
@@ -181,7 +197,7 @@ BEGIN
     FOR i IN 0 .. shards - 1 LOOP
         EXIT WHEN shards = 1;
         EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
-                       target, left(create_collection.name, 50) || '_shard' || i, rel, shards, i);
+                       target, quiver._shard_name(create_collection.name, i), rel, shards, i);
     END LOOP;
     PERFORM quiver._create_collection_index(rel, dist, m, ef_construction, quantization);
     INSERT INTO quiver.collection_catalog (name, relation, vector_column, distance, quantization)
@@ -462,7 +478,7 @@ COMMENT ON FUNCTION quiver.update_aliases(jsonb) IS
     'apply Qdrant-style alias actions (create_alias, delete_alias, rename_alias) all or nothing';
 
 -- What Qdrant's collection info reports, from the catalogs and statistics.
-CREATE FUNCTION quiver.collection_info(collection text)
+CREATE FUNCTION quiver.collection_info(collection text, exact boolean DEFAULT true)
     RETURNS TABLE (
         name text,
         "table" regclass,
@@ -502,7 +518,12 @@ BEGIN
                         WHERE p.relid = c.relation OR p.relid = ANY (leaves));
     SELECT sum(s.n_live_tup), sum(s.n_dead_tup) INTO live, dead
     FROM pg_catalog.pg_stat_all_tables s WHERE s.relid = ANY (leaves);
-    IF pg_catalog.has_table_privilege(c.relation, 'SELECT') THEN
+    IF NOT exact THEN
+        -- from the statistics: no scan, no lock (monitoring scrapes)
+        points := live;
+        vectors := live;
+    ELSIF pg_catalog.has_table_privilege(c.relation, 'SELECT')
+          AND pg_catalog.has_schema_privilege((SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = c.relation), 'USAGE') THEN
         EXECUTE format('SELECT count(*), count(%I) FROM %s', c.vector_column, c.relation) INTO points, vectors;
     END IF;
     RETURN QUERY SELECT
@@ -521,7 +542,7 @@ BEGIN
             coalesce((SELECT split_part(o, '=', 2)::integer FROM unnest(opts) o WHERE o LIKE 'ef\_construction=%'), 64) END,
         points,
         CASE WHEN all_valid THEN vectors ELSE 0 END,
-        coalesce((SELECT sum(pg_catalog.pg_relation_size(x))::bigint FROM unnest(indexes) x), 0),
+        coalesce((SELECT sum(quiver._relation_size(x))::bigint FROM unnest(indexes) x), 0),
         coalesce(dead, 0),
         coalesce((SELECT array_agg(k.alias_name ORDER BY k.alias_name) FROM quiver.alias_catalog k
                   WHERE k.collection = c.name), '{}'),
@@ -531,8 +552,8 @@ BEGIN
              WHEN coalesce(dead, 0) > 50 + 0.2 * coalesce(live, 0) THEN 'grey'
              ELSE 'green' END;
 END $$;
-COMMENT ON FUNCTION quiver.collection_info(text) IS
-    'size, counts, index and status (green, yellow: index being built, red: index missing or invalid, grey: vacuum advised) of a collection';
+COMMENT ON FUNCTION quiver.collection_info(text, boolean) IS
+    'size, counts (exact, or with exact => false from the statistics), index and status (green, yellow: index being built, red: index missing or invalid, grey: vacuum advised) of a collection';
 
 CREATE VIEW quiver.collections AS
     SELECT i.* FROM quiver.collection_catalog c CROSS JOIN LATERAL quiver.collection_info(c.name) i;

@@ -7,6 +7,16 @@ CREATE FUNCTION quiver._metrics_json() RETURNS text
 CREATE FUNCTION quiver._reset_metrics(oid) RETURNS void
     AS 'MODULE_PATHNAME', 'quiver_reset_metrics' LANGUAGE C VOLATILE STRICT;
 
+-- Size of a relation without waiting for its lock: the main fork's bytes,
+-- or, while DDL holds the relation, the planner's page count of it.
+CREATE FUNCTION quiver._relation_size_nowait(regclass) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'quiver_relation_size_nowait' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION quiver._relation_size(rel regclass) RETURNS bigint
+    LANGUAGE sql VOLATILE STRICT AS $$
+    SELECT coalesce(nullif(quiver._relation_size_nowait(rel), -1),
+                    (SELECT greatest(c.relpages, 0)::bigint * current_setting('block_size')::bigint
+                     FROM pg_catalog.pg_class c WHERE c.oid = rel)) $$;
+
 CREATE FUNCTION quiver.reset_metrics(index regclass DEFAULT NULL) RETURNS void
     LANGUAGE sql AS $$ SELECT quiver._reset_metrics(coalesce(index::oid, 0)) $$;
 COMMENT ON FUNCTION quiver.reset_metrics(regclass) IS
@@ -133,14 +143,22 @@ COMMENT ON FUNCTION quiver.recall_estimate(regclass, integer, integer) IS
 CREATE VIEW quiver.metrics AS
     WITH m AS (SELECT quiver._metrics_json()::jsonb AS j),
     hnsw AS (
-        SELECT c.oid::regclass AS index, x.indrelid::regclass AS tbl, c.reltuples
+        SELECT c.oid::regclass AS index, x.indrelid::regclass AS tbl, c.reltuples, quiver._relation_size(c.oid) AS bytes
         FROM pg_catalog.pg_class c
         JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname = 'hnsw'
         JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
         WHERE c.relkind = 'i'
     ),
     s AS (SELECT * FROM quiver.search_stats),
-    ci AS (SELECT i.* FROM quiver.collection_catalog c CROSS JOIN LATERAL quiver.collection_info(c.name) i),
+    -- collections the caller may see (SELECT on the table and USAGE on its
+    -- schema, or pg_read_all_stats), with counts from the statistics: a
+    -- scrape scans no table and waits for no lock
+    ci AS (SELECT i.* FROM quiver.collection_catalog c
+           JOIN pg_catalog.pg_class r ON r.oid = c.relation
+           CROSS JOIN LATERAL quiver.collection_info(c.name, false) i
+           WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+              OR (pg_catalog.has_table_privilege(c.relation, 'SELECT')
+                  AND pg_catalog.has_schema_privilege(r.relnamespace, 'USAGE'))),
     bounds AS (
         SELECT b.ord, b.le
         FROM m, LATERAL (SELECT ord, (v::float8 / 1e6)::text AS le
@@ -172,11 +190,11 @@ CREATE VIEW quiver.metrics AS
     FROM ci CROSS JOIN (VALUES ('green'), ('yellow'), ('red'), ('grey')) st(s)
     UNION ALL
     SELECT 'quiver_index_size_bytes', 'gauge', 'Size of an hnsw index',
-           jsonb_build_object('index', h.index::text, 'table', h.tbl::text), pg_catalog.pg_relation_size(h.index)
+           jsonb_build_object('index', h.index::text, 'table', h.tbl::text), h.bytes
     FROM hnsw h
     UNION ALL
     SELECT 'quiver_index_bytes_per_vector', 'gauge', 'Index size divided by the rows of its table (planner estimate)',
-           jsonb_build_object('index', h.index::text), pg_catalog.pg_relation_size(h.index) / h.reltuples
+           jsonb_build_object('index', h.index::text), h.bytes / h.reltuples
     FROM hnsw h WHERE h.reltuples > 0
     UNION ALL
     SELECT 'quiver_index_build_progress', 'gauge', 'Fraction done of an hnsw index build in progress',

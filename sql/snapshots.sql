@@ -61,11 +61,21 @@ END $$;
 COMMENT ON FUNCTION quiver.create_snapshot(text) IS
     'write a snapshot file of a collection (its definition and rows as of one MVCC snapshot)';
 
+-- A manifest's creation time, or NULL when a file's manifest holds none
+-- that reads as one: one odd file must not break the listing for everyone.
+CREATE FUNCTION quiver._manifest_time(t text) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN t::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION quiver.list_snapshots(collection text DEFAULT NULL)
     RETURNS TABLE (name text, collection text, size bigint, rows bigint, created_at timestamptz, checksum text)
     LANGUAGE sql AS $$
     SELECT s ->> 'name', s -> 'manifest' -> 'collection' ->> 'name', (s ->> 'size')::bigint, (s ->> 'rows')::bigint,
-           (s -> 'manifest' ->> 'created_at')::timestamptz, s ->> 'checksum'
+           quiver._manifest_time(s -> 'manifest' ->> 'created_at'), s ->> 'checksum'
     FROM jsonb_array_elements(quiver._snapshot_list()::jsonb) s
     WHERE collection IS NULL OR s -> 'manifest' -> 'collection' ->> 'name' = collection
     ORDER BY 5, 1 $$;
@@ -96,13 +106,23 @@ DECLARE
     rel regclass;
     ix regclass;
     pk name;
+    dim integer;
+    shards integer;
+    m integer;
+    efc integer;
 BEGIN
-    IF (v -> 'manifest' ->> 'format')::integer IS DISTINCT FROM 1 OR d IS NULL THEN
+    BEGIN
+        IF (v -> 'manifest' ->> 'format')::integer IS DISTINCT FROM 1 OR jsonb_typeof(d) IS DISTINCT FROM 'object' THEN
+            RAISE EXCEPTION USING ERRCODE = 'data_exception';
+        END IF;
+        dim := (d ->> 'dim')::integer;
+        shards := (d ->> 'shards')::integer;
+        m := coalesce((d ->> 'm')::integer, 16);
+        efc := coalesce((d ->> 'ef_construction')::integer, 64);
+    EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'snapshot "%" has a manifest this quiver cannot read', name USING ERRCODE = 'data_corrupted';
-    END IF;
-    rel := quiver.create_collection(new_collection, (d ->> 'dim')::integer, d ->> 'distance', d ->> 'quantization',
-                                    (d ->> 'shards')::integer, coalesce((d ->> 'm')::integer, 16),
-                                    coalesce((d ->> 'ef_construction')::integer, 64));
+    END;
+    rel := quiver.create_collection(new_collection, dim, d ->> 'distance', d ->> 'quantization', shards, m, efc);
     -- load without the index, then build it once from the snapshot's graph
     -- (or, without one, by linking: far faster than inserting into it)
     FOR ix IN SELECT x.indexrelid::regclass FROM pg_catalog.pg_index x
@@ -117,8 +137,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, pk);
     PERFORM quiver._snapshot_load(name, rel);
     EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id)', rel, pk);
-    PERFORM quiver._create_collection_index(rel, d ->> 'distance', coalesce((d ->> 'm')::integer, 16),
-                                            coalesce((d ->> 'ef_construction')::integer, 64), d ->> 'quantization');
+    PERFORM quiver._create_collection_index(rel, d ->> 'distance', m, efc, d ->> 'quantization');
     EXECUTE format('ANALYZE %s', rel);
     RETURN rel;
 END $$;

@@ -179,3 +179,39 @@ pg_function!(quiver_reset_metrics, |a| {
     reset((oid != 0).then(|| pg_sys::Oid::from(oid)));
     Ok(pg_sys::Datum::from(0))
 });
+
+/// Size in bytes of a relation's main fork, or -1 when another transaction
+/// holds a lock that conflicts with reading it (an ACCESS EXCLUSIVE lock
+/// of a REINDEX or ALTER TABLE) or it is gone: a scrape must never wait
+/// behind DDL. `pg_relation_size` would queue for the lock.
+fn relation_size_nowait(oid: pg_sys::Oid) -> i64 {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: a conditional lock either is granted (and released below) or
+    // is not; try_relation_open returns NULL for a relation dropped before
+    // we locked it; the size is read from the open relation's storage.
+    unsafe {
+        if !pg_sys::ConditionalLockRelationOid(oid, lock) {
+            return -1;
+        }
+        let rel = pg_sys::try_relation_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let size = if rel.is_null() {
+            -1
+        } else {
+            let has_storage = matches!((*(*rel).rd_rel).relkind as u8, b'r' | b'i' | b'm' | b't');
+            let blocks = if has_storage && pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel), pg_sys::ForkNumber::MAIN_FORKNUM) {
+                pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) as i64
+            } else {
+                0
+            };
+            pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            blocks * pg_sys::BLCKSZ as i64
+        };
+        pg_sys::UnlockRelationOid(oid, lock);
+        size
+    }
+}
+
+pg_function!(quiver_relation_size_nowait, |a| {
+    let oid = pg_sys::Oid::from(a.datum(0).value() as u32);
+    Ok(pgrx::IntoDatum::into_datum(relation_size_nowait(oid)).expect("int8 datum"))
+});

@@ -15,6 +15,7 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
 use pgrx::{IntoDatum, PgSqlErrorCode};
+use quiver_core::hnsw::portable::{decode, GraphCheck};
 use quiver_core::snapshot::{Reader, Record, Row, SnapshotError, Writer};
 use std::ffi::CString;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -60,6 +61,31 @@ pub(crate) fn require(write: bool) {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied for snapshots: must be superuser or a member of {what}"),
         );
+    }
+}
+
+/// The table checks Postgres' COPY makes: each of `modes` (ACL_INSERT,
+/// ACL_SELECT) on table `relid` for the current user, and no row-level
+/// security in force for it (a snapshot holds whole tables: COPY FROM
+/// cannot apply policies, and the graph of a snapshot would name rows the
+/// policies hide).
+pub(crate) fn require_table_rights(relid: pg_sys::Oid, modes: &[u32], what: &str) {
+    // SAFETY: catalog lookups for the current user; aclcheck_error raises
+    // Postgres' own "permission denied for table" error and does not return.
+    unsafe {
+        let user = pg_sys::GetUserId();
+        for mode in modes {
+            let r = pg_sys::pg_class_aclcheck(relid, user, *mode as pg_sys::AclMode);
+            if r != pg_sys::AclResult::ACLCHECK_OK {
+                pg_sys::aclcheck_error(r, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(relid));
+            }
+        }
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+            fail(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("a table with row-level security cannot be {what} a snapshot"),
+            );
+        }
     }
 }
 
@@ -166,6 +192,11 @@ fn json_str(s: &str) -> String {
 /// with `manifest`. Returns JSON: size, checksum, rows.
 fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
     require(true);
+    let relid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relation.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| pgrx::error!("snapshot: relation {relation} does not exist"));
+    require_table_rights(relid, &[pg_sys::ACL_SELECT], "written to");
     let path = path_for(name);
     if std::fs::symlink_metadata(&path).is_ok() {
         fail(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("snapshot \"{name}\" already exists"));
@@ -283,6 +314,7 @@ fn read_snapshot(name: &str) -> (String, u64, u32, u64) {
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut r = Reader::new(BufReader::with_capacity(1 << 20, file)).unwrap_or_else(|e| corrupted(name, e));
     let mut manifest = String::new();
+    let mut graph = GraphCheck::default();
     loop {
         match r.next_record() {
             Err(e) => corrupted(name, e),
@@ -291,15 +323,30 @@ fn read_snapshot(name: &str) -> (String, u64, u32, u64) {
             Ok(Some(Record::Rows(_))) => {
                 pgrx::check_for_interrupts!();
             }
-            Ok(Some(Record::Graph(_))) => {}
+            Ok(Some(Record::Graph(payload))) => {
+                let part = decode(&payload).unwrap_or_else(|e| corrupted(name, SnapshotError::Malformed(e)));
+                graph.add(&part).unwrap_or_else(|e| corrupted(name, SnapshotError::Malformed(e)));
+            }
             Ok(Some(Record::End { rows, checksum })) => {
                 // nothing may follow the end record
                 if let Err(e) = r.next_record() {
                     corrupted(name, e);
                 }
+                graph.finish().unwrap_or_else(|e| corrupted(name, SnapshotError::Malformed(e)));
+                let manifest = manifest_object(&manifest)
+                    .unwrap_or_else(|| corrupted(name, SnapshotError::Malformed("its manifest is not a JSON object".into())));
                 return (manifest, rows, checksum, size);
             }
         }
+    }
+}
+
+/// `text` re-serialised if it is one JSON object, else None: what is
+/// spliced into JSON answers can then never add keys of its own.
+fn manifest_object(text: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::to_string(&v).ok(),
+        _ => None,
     }
 }
 
@@ -329,8 +376,10 @@ fn list() -> String {
             continue;
         };
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // a manifest that is not one JSON object is listed as null (and the
+        // snapshot under its file name only): verify and restore refuse it
         let manifest = match Reader::new(BufReader::new(&mut file)).and_then(|mut r| r.next_record()) {
-            Ok(Some(Record::Manifest(m))) => m,
+            Ok(Some(Record::Manifest(m))) => manifest_object(&m).unwrap_or_else(|| "null".into()),
             _ => "null".into(),
         };
         // the end record is the last 32 bytes: header 8, payload 20, CRC 4
@@ -345,7 +394,7 @@ fn list() -> String {
         out.push(format!(
             "{{\"name\": {}, \"size\": {size}, \"rows\": {rows}, \"manifest\": {}, \"checksum\": {checksum}}}",
             json_str(&name),
-            if manifest.trim_start().starts_with('{') { manifest } else { "null".into() }
+            manifest
         ));
     }
     format!("[{}]", out.join(", "))

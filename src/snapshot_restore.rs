@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 use pgrx::spi::Spi;
 use quiver_core::hnsw::fasthash::IdHashMap;
 use quiver_core::hnsw::layout::Meta;
-use quiver_core::hnsw::portable::{decode, GraphPart, PortableElement};
+use quiver_core::hnsw::portable::{decode, GraphCheck, GraphPart, PortableElement};
 use quiver_core::snapshot::{Reader, Record, RowRef, SnapshotError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -81,6 +81,7 @@ struct Feed {
     done: bool,
     rows: u64,
     graphs: HashMap<u32, ShardGraph>,
+    check: GraphCheck,
 }
 
 const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -99,7 +100,7 @@ impl Feed {
                     copy_tuple(&r, &mut self.out);
                 }
             }
-            Ok(Some(Record::Graph(payload))) => match decode(&payload) {
+            Ok(Some(Record::Graph(payload))) => match decode(&payload).and_then(|part| self.check.add(&part).map(|_| part)) {
                 Ok(GraphPart::Header { shard, meta, center }) => {
                     self.graphs.entry(shard).or_default().header = Some((meta, center));
                 }
@@ -124,6 +125,10 @@ impl Feed {
             Ok(Some(Record::End { .. })) => {
                 if let Err(e) = self.reader.next_record() {
                     corrupted(&self.name, e);
+                }
+                // the file may have changed since the caller verified it
+                if let Err(e) = std::mem::take(&mut self.check).finish() {
+                    corrupted(&self.name, SnapshotError::Malformed(e));
                 }
                 self.out.extend_from_slice(&(-1i16).to_be_bytes()); // the trailer
                 self.done = true;
@@ -186,6 +191,9 @@ impl Drop for FeedGuard {
 /// keeps its graphs for the index build. Returns the number of rows.
 fn load(name: &str, relid: pg_sys::Oid) -> u64 {
     require(false);
+    // what COPY FROM a file checks besides server-file access: INSERT, no
+    // row-level security; and SELECT, as the load reads back where rows landed
+    crate::snapshot::require_table_rights(relid, &[pg_sys::ACL_INSERT, pg_sys::ACL_SELECT], "loaded into");
     let file = open_existing(name);
     let reader = Reader::new(BufReader::with_capacity(1 << 20, file)).unwrap_or_else(|e| corrupted(name, e));
     let mut out = Vec::with_capacity(1 << 20);
@@ -194,7 +202,7 @@ fn load(name: &str, relid: pg_sys::Oid) -> u64 {
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     FEED.with(|f| {
         *f.borrow_mut() =
-            Some(Feed { name: name.to_owned(), reader, out, pos: 0, done: false, rows: 0, graphs: HashMap::new() })
+            Some(Feed { name: name.to_owned(), reader, out, pos: 0, done: false, rows: 0, graphs: HashMap::new(), check: GraphCheck::default() })
     });
     let guard = FeedGuard;
     // SAFETY: the table was created by the caller's transaction, which

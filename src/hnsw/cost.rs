@@ -49,7 +49,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as pg_sys::LOCKMODE);
-        let (m, _) = super::options::index_params(index);
+        let m = super::options::index_m(index);
         // the meta page is read only when an iterative scan needs pricing
         let iterative = ITERATIVE_SCAN.get() != IterativeScan::Off;
         let visit_cost = if iterative { visit_cost(index) } else { 0.0 };

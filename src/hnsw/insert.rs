@@ -40,59 +40,96 @@ struct FirstLink {
 /// Placeholder for the new element's position in `FirstLink::next`.
 const NEW_SLOT: ItemRef = ItemRef { block: u32::MAX - 1, offset: 0 };
 
-/// Puts `data` on the insert page (or a new page) and updates the meta page
-/// in the same WAL record; sets the entry point when the index was empty.
-/// With `first_link`, the nearest neighbour's link to the new element goes
-/// into that record too, so that after a crash at any point the element
-/// is reachable. Returns the position and whether that link was written.
-fn place(index: pg_sys::Relation, data: &[u8], level: usize, first_link: Option<&FirstLink>, shape: &ElementShape) -> (ItemRef, Meta, bool) {
+/// How `place` makes the new element reachable.
+enum Link<'a> {
+    /// it becomes the entry point of an empty index (None if no longer empty)
+    IntoEmpty,
+    /// its nearest neighbour links to it in the same record
+    From(&'a FirstLink),
+    /// no link (the caller links it right after)
+    Later,
+}
+
+/// Puts `data` on the insert page (or a page with room, or a new page) and
+/// updates the meta page in the same WAL record; sets the entry point when
+/// the index was empty. With `Link::From`, the nearest neighbour's link to
+/// the new element goes into that record too, so that at no moment, and
+/// after a crash at no point, is the element unreachable. When that
+/// neighbour's list changed since it was planned, nothing is written and
+/// None is returned: the caller plans the link again.
+fn place(index: pg_sys::Relation, data: &[u8], level: usize, link: Link, shape: &ElementShape) -> Option<(ItemRef, Meta)> {
     let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
     let mut meta = match meta_from_page(meta_buf.page()) {
         Ok(m) => m,
         Err(e) => page::corrupted(index, &format!("meta page: {e}")),
     };
+    if matches!(link, Link::IntoEmpty) && meta.entry.is_some() {
+        return None; // another insert came first: search and link like any other
+    }
+    let first_link = match link {
+        Link::From(fl) => Some(fl),
+        _ => None,
+    };
+    // Placers hold the meta page exclusively, and every other backend holds
+    // at most one data page at a time, so holding the link page and a data
+    // page together cannot deadlock. The link page is checked first, before
+    // the index is extended, so that a retry leaves nothing behind.
+    let link_buf = match first_link {
+        None => None,
+        Some(fl) => {
+            let b = LockedBuffer::read(index, fl.node.block, true);
+            let now = item(b.page(), fl.node.offset).map(|it| {
+                let mut l = Vec::new();
+                shape.neighbors(it, 0, &mut l);
+                l
+            });
+            if now.as_ref() != Some(&fl.expected) {
+                return None; // changed under us (locks released on return)
+            }
+            Some(b)
+        }
+    };
+    let held = link_buf.as_ref().map(|b| b.block());
     let need = data.len().next_multiple_of(8) + 4;
+    let link_page_has_room = link_buf.as_ref().map(|b| free_space(b.page()) >= need).unwrap_or(false);
     let mut target = None;
-    if meta.insert_block != META_BLOCK {
-        let b = LockedBuffer::read(index, meta.insert_block, true);
-        if free_space(b.page()) >= need {
-            target = Some((b, false));
+    if !link_page_has_room {
+        if meta.insert_block != META_BLOCK && Some(meta.insert_block) != held {
+            let b = LockedBuffer::read(index, meta.insert_block, true);
+            if free_space(b.page()) >= need {
+                target = Some((b, false));
+            }
+        }
+        if target.is_none() {
+            // Space VACUUM reclaimed from deleted elements, before growing the index.
+            target = page::page_with_free_space(index, need, held).map(|b| (b, false));
+        }
+        if target.is_none() {
+            target = Some((page::new_page(index), true));
         }
     }
-    if target.is_none() {
-        // Space VACUUM reclaimed from deleted elements, before growing the index.
-        target = page::page_with_free_space(index, need).map(|b| (b, false));
-    }
-    let (buf, fresh) = target.unwrap_or_else(|| (page::new_page(index), true));
-    let block = buf.block();
     let mut w = PageWrite::start(index);
     let meta_page = w.register(meta_buf, false);
-    let data_page = w.register(buf, fresh);
-    if fresh {
-        init_page(data_page);
-    }
+    let link_page = link_buf.map(|b| w.register(b, false));
+    let (block, data_page) = match target {
+        None => (held.expect("link page"), link_page.expect("link page")),
+        Some((buf, fresh)) => {
+            let block = buf.block();
+            let p = w.register(buf, fresh);
+            if fresh {
+                init_page(p);
+            }
+            (block, p)
+        }
+    };
     let Some(offset) = add_item(data_page, data) else {
         pgrx::error!("hnsw: element of {} bytes does not fit on a page", data.len());
     };
     let r = ItemRef { block, offset };
-    // Placers hold the meta page exclusively, so no other backend holds two
-    // data pages while we lock the neighbour's: no deadlock.
-    let mut linked = false;
-    if let Some(fl) = first_link {
-        let link_page = if fl.node.block == block {
-            Some(data_page)
-        } else {
-            Some(w.register(LockedBuffer::read(index, fl.node.block, true), false))
-        };
-        if let Some(it) = link_page.and_then(|p| item(p, fl.node.offset)) {
-            let mut now = Vec::new();
-            shape.neighbors(it, 0, &mut now);
-            if now == fl.expected {
-                let next: Vec<ItemRef> = fl.next.iter().map(|x| if *x == NEW_SLOT { r } else { *x }).collect();
-                shape.set_neighbors(it, 0, &next);
-                linked = true;
-            }
-        }
+    if let (Some(fl), Some(p)) = (first_link, link_page) {
+        let it = item(p, fl.node.offset).expect("checked above");
+        let next: Vec<ItemRef> = fl.next.iter().map(|x| if *x == NEW_SLOT { r } else { *x }).collect();
+        shape.set_neighbors(it, 0, &next);
     }
     meta.insert_block = block;
     meta.elements += 1;
@@ -101,7 +138,7 @@ fn place(index: pg_sys::Relation, data: &[u8], level: usize, first_link: Option<
     }
     item(meta_page, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
     w.finish();
-    (r, meta, linked)
+    Some((r, meta))
 }
 
 /// The level-0 list `node` should have with the new element (at distance
@@ -128,6 +165,20 @@ fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
 /// full; with `force`, a full list gives up its farthest link for `new` even
 /// when the heuristic would not keep it. Returns whether `new` is linked.
 pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize, force: bool) -> bool {
+    connect_pruning(g, node, new, new_distance, level, force, &mut Vec::new())
+}
+
+/// `connect`, also returning in `dropped` the links the pruning removed
+/// from `node`'s list (each may have lost its only incoming link).
+fn connect_pruning(
+    g: &mut DiskGraph,
+    node: ItemRef,
+    new: ItemRef,
+    new_distance: f32,
+    level: usize,
+    force: bool,
+    dropped: &mut Vec<ItemRef>,
+) -> bool {
     let shape = g.shape;
     let max = shape.params.max_neighbors(level);
     for _attempt in 0..5 {
@@ -179,30 +230,59 @@ pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distan
         }
         shape.set_neighbors(it, level, &next);
         w.finish();
+        dropped.extend(current.iter().filter(|c| !next.contains(c)));
         return true;
     }
     false
+}
+
+/// Adds a link from `node` to `target` on `level` if `node`'s list has
+/// room, without pruning (nothing else loses a link).
+fn link_if_room(g: &mut DiskGraph, node: ItemRef, target: ItemRef, level: usize) {
+    let shape = g.shape;
+    // Never a new link to an element VACUUM flagged: its unlinking pass may
+    // have passed this page already. (One flagged after this check is
+    // safe: VACUUM waits for this insert before it unlinks.)
+    if g.with_element_if_present(target, ElementShape::is_deleted).unwrap_or(true) {
+        return;
+    }
+    let buf = LockedBuffer::read(g.index, node.block, true);
+    let mut w = PageWrite::start(g.index);
+    let p = w.register(buf, false);
+    let Some(it) = item(p, node.offset) else { return };
+    if ElementShape::level(it) < level {
+        return;
+    }
+    let mut now = Vec::new();
+    shape.neighbors(it, level, &mut now);
+    if now.len() >= shape.params.max_neighbors(level) || now.contains(&target) || target == node {
+        return; // (the guard aborts on drop)
+    }
+    now.push(target);
+    shape.set_neighbors(it, level, &now);
+    w.finish();
 }
 
 /// Inserts one element for heap tuple `heap` with vector bytes `v`;
 /// `meta` is the meta page as the caller just read it (its entry point is
 /// where the search starts).
 pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: AlignedBytes) {
-    let meta = *meta;
+    let mut meta = *meta;
     let params = params_of(&meta);
     let shape = ElementShape { params, vector_bytes: meta.stored_bytes() };
     let level = params.level_for(random_unit());
     let mut g = DiskGraph::new(index, &meta, v.clone());
     let stored = g.stored_form(&v);
-    let Some((entry, top)) = meta.entry else {
-        drop(g);
-        let (me, m, _) = place(index, &shape.encode(level, heap, stored.as_bytes()), level, None, &shape);
-        if m.entry.map(|(e, _)| e) != Some(me) {
-            // Someone else made the first insert meanwhile: our element sits
-            // unlinked; link it now like any other.
-            relink_after_race(index, m, heap, v, level);
+    if meta.entry.is_none() {
+        if place(index, &shape.encode(level, heap, stored.as_bytes()), level, Link::IntoEmpty, &shape).is_some() {
+            return;
         }
-        return;
+        // Another insert placed the first element meanwhile.
+        meta = page::read_meta(index);
+        g = DiskGraph::new(index, &meta, v.clone());
+    }
+    let Some((entry, top)) = meta.entry else {
+        page::corrupted(index, "the entry point vanished during an insert");
     };
     let top = top as usize;
     g.metric = meta.metric.construction();
@@ -221,12 +301,22 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
         let refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
         shape.set_neighbors(&mut data, lv, &refs);
     }
-    let first = chosen_per_level[0].first().and_then(|c| plan_first_link(&mut g, ItemRef::unpack(c.node)));
-    let (me, _, first_linked) = place(index, &data, level, first.as_ref(), &shape);
+    let nearest = chosen_per_level[0].first().map(|c| ItemRef::unpack(c.node));
+    let (me, first_linked) = place_linked(&mut g, &data, level, nearest, &shape);
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
         let mut linked = lv == 0 && first_linked;
+        let mut dropped = Vec::new();
         for c in chosen {
-            linked |= connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, false);
+            linked |= connect_pruning(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, false, &mut dropped);
+        }
+        // A link the new element displaced may have been the only way to
+        // its target: the new element, reachable through the list that
+        // dropped it, links to it where it has room (the heuristic dropped
+        // it for being closer to the new element than to the list's owner).
+        for d in dropped {
+            if d != me {
+                link_if_room(&mut g, me, d, lv);
+            }
         }
         // Nobody kept a link to the new element: it would be unreachable.
         if !linked && lv == 0 {
@@ -236,6 +326,37 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
         }
     }
     if level > top {
+        raise_entry(index, me, level);
+    }
+}
+
+/// Places the element with the link from its nearest neighbour in the same
+/// record, planning that link again while concurrent inserts keep changing
+/// the neighbour's list. Returns the position and whether the link went in
+/// (only after many lost races does it place without, and link after).
+fn place_linked(g: &mut DiskGraph, data: &[u8], level: usize, nearest: Option<ItemRef>, shape: &ElementShape) -> (ItemRef, bool) {
+    const ATTEMPTS: usize = 50;
+    if let Some(node) = nearest {
+        for _ in 0..ATTEMPTS {
+            let Some(first) = plan_first_link(g, node) else { break };
+            if let Some((me, _)) = place(g.index, data, level, Link::From(&first), shape) {
+                // the link it displaced, if the list was full (see insert_element)
+                for d in first.expected.iter().filter(|x| !first.next.contains(x)) {
+                    link_if_room(g, me, *d, 0);
+                }
+                return (me, true);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+    let (me, _) = place(g.index, data, level, Link::Later, shape).expect("no link to check");
+    (me, false)
+}
+
+/// Makes `me` (of `level`) the entry point unless an element at least as
+/// high already is.
+fn raise_entry(index: pg_sys::Relation, me: ItemRef, level: usize) {
+    {
         let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
         let mut w = PageWrite::start(index);
         let p = w.register(meta_buf, false);
@@ -248,32 +369,6 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
             m.entry = Some((me, level as u16));
             it.copy_from_slice(&m.to_bytes());
             w.finish();
-        }
-    }
-}
-
-/// Rare path: two backends inserted "the first" element concurrently. The
-/// one that did not become the entry point searches for neighbours of its
-/// element now (found by its heap tid) and links it both ways.
-fn relink_after_race(index: pg_sys::Relation, meta: Meta, heap: ItemRef, v: AlignedBytes, level: usize) {
-    let Some((entry, top)) = meta.entry else { return };
-    let params = params_of(&meta);
-    let mut g = DiskGraph::new(index, &meta, v);
-    g.metric = meta.metric.construction();
-    let start = g.descend(entry, top as usize, 0);
-    let mut visited = IdHashSet::default();
-    let cur = search_layer(&mut g, &start, params.ef_construction, 0, &mut visited);
-    // our own element is the nearest one with our heap tid
-    let Some(me) = cur.iter().find(|c| g.info.get(&c.node).map(|i| i.heap == heap).unwrap_or(false)).map(|c| c.node) else {
-        return;
-    };
-    let others: Vec<Candidate<u64>> = cur.into_iter().filter(|c| c.node != me).collect();
-    let me = ItemRef::unpack(me);
-    for lv in 0..=level.min(top as usize) {
-        let chosen = select_neighbors(&others, params.max_neighbors(lv), &mut g);
-        for c in &chosen {
-            connect(&mut g, me, ItemRef::unpack(c.node), c.distance, lv, false);
-            connect(&mut g, ItemRef::unpack(c.node), me, c.distance, lv, true);
         }
     }
 }

@@ -185,7 +185,7 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
     ];
     // SAFETY: the table describes HnswOptions' int fields; build_reloptions
     // pallocs and fills a struct of the given size (or returns NULL).
-    unsafe {
+    let options = unsafe {
         pg_sys::build_reloptions(
             reloptions,
             validate,
@@ -194,20 +194,22 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             table.as_ptr(),
             table.len() as i32,
         ) as *mut pg_sys::bytea
+    };
+    // CREATE INDEX and ALTER INDEX ... SET validate the merged options: refuse
+    // a pair the build would refuse, so that no index ever carries one (the
+    // planner reads them for every ORDER BY on the table).
+    if validate && !options.is_null() {
+        // SAFETY: build_reloptions returned a filled HnswOptions.
+        let (m, efc) = unsafe {
+            let o = options as *const HnswOptions;
+            ((*o).m, (*o).ef_construction)
+        };
+        check_params(m, efc);
     }
+    options
 }
 
-/// (m, ef_construction) of an index, defaults when unset; checks their relation.
-pub fn index_params(index: pg_sys::Relation) -> (usize, usize) {
-    // SAFETY: rd_options is NULL or the HnswOptions built by amoptions.
-    let (m, efc) = unsafe {
-        let o = (*index).rd_options as *const HnswOptions;
-        if o.is_null() {
-            (DEFAULT_M, DEFAULT_EF_CONSTRUCTION)
-        } else {
-            ((*o).m, (*o).ef_construction)
-        }
-    };
+fn check_params(m: i32, efc: i32) {
     if efc < 2 * m {
         pgrx::ereport!(
             ERROR,
@@ -215,7 +217,31 @@ pub fn index_params(index: pg_sys::Relation) -> (usize, usize) {
             "ef_construction must be greater than or equal to 2 * m"
         );
     }
+}
+
+/// (m, ef_construction) of an index, defaults when unset; checks their relation.
+pub fn index_params(index: pg_sys::Relation) -> (usize, usize) {
+    let (m, efc) = raw_params(index);
+    check_params(m, efc);
     (m as usize, efc as usize)
+}
+
+/// `m` of an index as its options say, unchecked: the planner prices scans
+/// with it and must never fail on options an older version let through.
+pub fn index_m(index: pg_sys::Relation) -> usize {
+    raw_params(index).0.max(1) as usize
+}
+
+fn raw_params(index: pg_sys::Relation) -> (i32, i32) {
+    // SAFETY: rd_options is NULL or the HnswOptions built by amoptions.
+    unsafe {
+        let o = (*index).rd_options as *const HnswOptions;
+        if o.is_null() {
+            (DEFAULT_M, DEFAULT_EF_CONSTRUCTION)
+        } else {
+            ((*o).m, (*o).ef_construction)
+        }
+    }
 }
 
 /// The `quantization` reloption of an index (none when unset).

@@ -146,6 +146,108 @@ pub fn decode(payload: &[u8]) -> Result<GraphPart, String> {
     Ok(out)
 }
 
+/// Highest item offset any page can hold (MaxOffsetNumber of 32 kB pages).
+const MAX_OFFSET: u16 = 8192;
+
+/// Checks the graph records of a snapshot as they are read, so that a
+/// crafted file whose checksums are right but whose graph is not (links on
+/// a level their target does not have, links to itself or to positions no
+/// page can hold, more links than the index allows, elements without their
+/// header, one position twice) is refused before anything is restored.
+/// Links to positions the snapshot does not hold are allowed: an export
+/// under concurrent writes drops elements it never saw, and the restore
+/// drops links to them. Memory: one entry per element, one per link above
+/// level 0.
+#[derive(Default)]
+pub struct GraphCheck {
+    shards: IdHashMap<u32, ShardCheck>,
+}
+
+#[derive(Default)]
+struct ShardCheck {
+    params: Option<Params>,
+    levels: IdHashMap<u64, u8>,
+    /// (from, level, to) of every link above level 0, checked at the end
+    upper: Vec<(ItemRef, u8, ItemRef)>,
+}
+
+fn valid_position(r: &ItemRef) -> bool {
+    r.block != 0 && r.offset != 0 && r.offset <= MAX_OFFSET
+}
+
+impl GraphCheck {
+    pub fn add(&mut self, part: &GraphPart) -> Result<(), String> {
+        match part {
+            GraphPart::Header { shard, meta, .. } => {
+                let s = self.shards.entry(*shard).or_default();
+                if s.params.is_some() {
+                    return Err(format!("graph of shard {shard} has two headers"));
+                }
+                if meta.m < 2 || meta.m > 100 || (meta.ef_construction as usize) < 2 * meta.m as usize {
+                    return Err(format!("graph of shard {shard} has impossible parameters (m {}, ef_construction {})", meta.m, meta.ef_construction));
+                }
+                if let Some((e, _)) = meta.entry {
+                    if !valid_position(&e) {
+                        return Err(format!("graph of shard {shard} has its entry point at ({},{}), where no element can be", e.block, e.offset));
+                    }
+                }
+                s.params = Some(meta.params());
+            }
+            GraphPart::Elements { shard, elements } => {
+                let s = self.shards.get_mut(shard).filter(|s| s.params.is_some()).ok_or_else(|| format!("graph elements of shard {shard} come before its header"))?;
+                let params = s.params.expect("checked");
+                for e in elements {
+                    let at = e.at;
+                    if !valid_position(&at) {
+                        return Err(format!("graph element at ({},{}), where no element can be", at.block, at.offset));
+                    }
+                    if s.levels.insert(at.pack(), (e.neighbors.len() - 1) as u8).is_some() {
+                        return Err(format!("graph has two elements at ({},{})", at.block, at.offset));
+                    }
+                    for (level, list) in e.neighbors.iter().enumerate() {
+                        if list.len() > params.max_neighbors(level) {
+                            return Err(format!(
+                                "graph element ({},{}) has {} links on level {level}, the index allows {}",
+                                at.block, at.offset, list.len(), params.max_neighbors(level)
+                            ));
+                        }
+                        for (i, t) in list.iter().enumerate() {
+                            if *t == at || !valid_position(t) || list[..i].contains(t) {
+                                return Err(format!(
+                                    "graph element ({},{}) has an impossible link on level {level} to ({},{})",
+                                    at.block, at.offset, t.block, t.offset
+                                ));
+                            }
+                            if level > 0 {
+                                s.upper.push((at, level as u8, *t));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that need the whole graph: each link above level 0 leads
+    /// to an element that has that level.
+    pub fn finish(self) -> Result<(), String> {
+        for s in self.shards.values() {
+            for (from, level, to) in &s.upper {
+                if let Some(&l) = s.levels.get(&to.pack()) {
+                    if l < *level {
+                        return Err(format!(
+                            "graph element ({},{}) links on level {level} to ({},{}), which has level {l}",
+                            from.block, from.offset, to.block, to.offset
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The graph over a restored table's rows, in the shape the index build
 /// writes: element k is row `order[k]`.
 #[derive(Debug, Default, PartialEq)]
@@ -226,7 +328,9 @@ pub fn relink(
                     let mut to: Vec<u32> = Vec::with_capacity(list.len());
                     let mut add = |r: &ItemRef| {
                         if let Some(&n) = number.get(&r.pack()) {
-                            if n as usize != k && !to.contains(&n) {
+                            // (a link to a level the target lacks is dropped:
+                            // the built index must pass index_check)
+                            if n as usize != k && !to.contains(&n) && out.levels[n as usize] as usize >= level {
                                 to.push(n);
                             }
                         }
