@@ -1,0 +1,143 @@
+"""A bounded stress test on a cluster of its own (loopback port 28834):
+3 clients insert, update and delete while a fourth searches and VACUUMs,
+for about 40 s, with kill -9 of a backend (the postmaster then resets every
+backend) and later of the postmaster itself. Afterwards every committed row
+is where its client left it, found through the index by its own vector, and
+the index passes index_check with no element unreachable."""
+import os
+import random
+import signal
+import threading
+import time
+
+import numpy as np
+import psycopg
+
+from cluster import Cluster
+from vectors import clustered, text
+
+DIM = 32
+ROWS = 3000
+PORT = 28834
+
+
+def test_churn_with_crashes_keeps_every_committed_row_reachable():
+    c = Cluster(PORT, "stress").init("max_connections = 30\n").start()
+    try:
+        data = clustered(ROWS, DIM, seed=11)
+        with c.connect() as conn:
+            conn.execute("CREATE EXTENSION quiver")
+            conn.execute(f"CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))")
+            with conn.cursor().copy("COPY t FROM STDIN") as cp:
+                for i, v in enumerate(data):
+                    cp.write_row((i, text(v)))
+            conn.execute("CREATE INDEX t_v_idx ON t USING hnsw (v vector_l2_ops)")
+        state = {i: text(v) for i, v in enumerate(data)}  # id -> vector text, as committed
+        uncertain = set()  # ids whose last statement's outcome a crash hid
+        lock, stop = threading.Lock(), threading.Event()
+        done = [0]
+        errors = []
+
+        def client(w):
+            rng = random.Random(w)
+            next_id = 100_000 * (w + 1)
+            conn = None
+            while not stop.is_set():
+                try:
+                    if conn is None:
+                        conn = psycopg.connect(c.dsn(), autocommit=True, connect_timeout=5)
+                    op = rng.random()
+                    with lock:
+                        pick = rng.choice(list(state)) if state else None
+                    v = text(data[rng.randrange(ROWS)] + np.float32(0.05) * rng.random())
+                    if op < 0.4 or pick is None:
+                        key, sql, args, after = next_id, "INSERT INTO t VALUES (%s, %s)", (next_id, v), v
+                        next_id += 1
+                    elif op < 0.7:
+                        key, sql, args, after = pick, "UPDATE t SET v = %s WHERE id = %s", (v, pick), v
+                    else:
+                        key, sql, args, after = pick, "DELETE FROM t WHERE id = %s", (pick,), None
+                    with lock:
+                        uncertain.add(key)
+                    conn.execute(sql, args)
+                    with lock:
+                        uncertain.discard(key)
+                        if after is None:
+                            state.pop(key, None)
+                        elif key in state or sql.startswith("INSERT"):
+                            state[key] = after
+                        done[0] += 1
+                except psycopg.OperationalError:
+                    conn = None  # the server crashed or restarts: the key stays uncertain
+                    time.sleep(0.3)
+                except psycopg.Error as e:  # noqa: BLE001 - anything else is a failure
+                    errors.append(repr(e))
+                    return
+
+        def maintainer():
+            rng = random.Random(99)
+            conn = None
+            while not stop.is_set():
+                try:
+                    if conn is None:
+                        conn = psycopg.connect(c.dsn(), autocommit=True, connect_timeout=5)
+                    if rng.random() < 0.1:
+                        conn.execute("VACUUM t")
+                    else:
+                        q = text(data[rng.randrange(ROWS)])
+                        rows = conn.execute("SELECT id FROM t ORDER BY v <-> %s LIMIT 10", (q,)).fetchall()
+                        if len(rows) != 10:
+                            errors.append(f"search returned {len(rows)} rows")
+                except psycopg.OperationalError:
+                    conn = None
+                    time.sleep(0.3)
+                except psycopg.Error as e:  # noqa: BLE001
+                    errors.append(repr(e))
+                    return
+
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(3)]
+        threads.append(threading.Thread(target=maintainer))
+        for t in threads:
+            t.start()
+        time.sleep(12)
+        # kill -9 of one backend: the postmaster resets all of them and recovers
+        with psycopg.connect(c.dsn(), autocommit=True) as admin:
+            pids = [r[0] for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid() AND query LIKE '%t%'").fetchall()]
+        assert pids, "no backend to kill"
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(14)
+        # kill -9 of the postmaster and every backend: a power failure
+        c.kill9()
+        time.sleep(1)
+        c.start()
+        time.sleep(12)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:5]
+        assert done[0] > 1000, f"only {done[0]} statements committed"
+
+        with c.connect() as conn:
+            rows = dict(conn.execute("SELECT id, v::text FROM t").fetchall())
+            for key in set(rows) | set(state):
+                if key in uncertain:
+                    continue
+                assert key in rows and key in state, key
+                assert np.allclose(np.array(eval(rows[key])), np.array(eval(state[key])), atol=1e-6), key
+            # every row, searched through the index by its own vector, is found
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_hashjoin = off")
+            conn.execute("SET enable_mergejoin = off")
+            conn.execute("SET hnsw.ef_search = 100")
+            lost = conn.execute("SELECT t.id FROM t WHERE t.id NOT IN "
+                                "(SELECT s.id FROM t s ORDER BY s.v <-> t.v LIMIT 5)").fetchall()
+            assert lost == [], f"{len(lost)} rows not found by their own vector"
+            report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
+            assert report["unreachable_live"] == 0 and report["live"] >= len(rows), report
+            conn.execute("VACUUM t")
+            report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
+            assert report["unreachable_live"] == 0 and report["live"] == len(rows), report
+    finally:
+        c.destroy()
