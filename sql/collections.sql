@@ -1,4 +1,4 @@
--- Collections and aliases (DESIGN.md §1, "Beyond pgvector").
+-- Collections and aliases (README, "Collections and aliases").
 --
 -- A collection is an ordinary table with an hnsw index, recorded in
 -- quiver.collection_catalog; an alias is an ordinary view over a collection's

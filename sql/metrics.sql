@@ -1,4 +1,4 @@
--- Observability (DESIGN.md §1, "Metrics"): search counters and latency from
+-- Observability (README, "Metrics"): search counters and latency from
 -- shared memory (when quiver is in shared_preload_libraries), index and
 -- collection facts from the catalogs, as a view and as Prometheus text.
 

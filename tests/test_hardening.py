@@ -299,8 +299,10 @@ def test_alter_index_cannot_set_options_the_build_refuses(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="ef_construction must be greater than or equal to 2 \\* m"):
         db.execute("ALTER INDEX o_idx SET (m = 40)")
     db.execute("ALTER INDEX o_idx SET (ef_construction = 40)")
+    db.execute(f"INSERT INTO o VALUES (7, '{text([1.0] * DIM)}')")
     db.execute("SET enable_seqscan = off")
-    db.execute(f"SELECT id FROM o ORDER BY v <-> '{text([0.0] * DIM)}' LIMIT 1").fetchall()
+    # the options the index kept still plan and scan
+    assert db.execute(f"SELECT id FROM o ORDER BY v <-> '{text([0.0] * DIM)}' LIMIT 1").fetchall() == [(7,)]
 
 
 def test_long_sharded_collection_names_do_not_collide(db):

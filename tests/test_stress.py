@@ -4,6 +4,7 @@ for about 40 s, with kill -9 of a backend (the postmaster then resets every
 backend) and later of the postmaster itself. Afterwards every committed row
 is where its client left it, found through the index by its own vector, and
 the index passes index_check with no element unreachable."""
+import json
 import os
 import random
 import signal
@@ -125,7 +126,7 @@ def test_churn_with_crashes_keeps_every_committed_row_reachable():
                 if key in uncertain:
                     continue
                 assert key in rows and key in state, key
-                assert np.allclose(np.array(eval(rows[key])), np.array(eval(state[key])), atol=1e-6), key
+                assert np.allclose(np.array(json.loads(rows[key])), np.array(json.loads(state[key])), atol=1e-6), key
             # every row, searched through the index by its own vector, is found
             conn.execute("SET enable_seqscan = off")
             conn.execute("SET enable_hashjoin = off")
