@@ -39,3 +39,15 @@ if ! "${VENV}/bin/python" -c "import psycopg, pgvector, numpy, pytest, matplotli
     log "pip install client test dependencies"
     "${VENV}/bin/pip" install -q --disable-pip-version-check "psycopg[binary]>=3.1" "pgvector>=0.3" numpy pytest matplotlib prometheus-client
 fi
+
+# The framework tests (tests/frameworks) get a venv of their own: their pins
+# on pgvector-python differ from the client tests'.
+FW_VENV="${BUILD}/venv-frameworks"
+if [ ! -x "${FW_VENV}/bin/python" ]; then
+    log "python venv ${FW_VENV}"
+    python3 -m venv "${FW_VENV}"
+fi
+if ! "${FW_VENV}/bin/python" -c "import langchain_postgres, django, llama_index.vector_stores.postgres, sqlalchemy, asyncpg, pytest" 2>/dev/null; then
+    log "pip install framework test dependencies (LangChain, Django, LlamaIndex, SQLAlchemy, asyncpg)"
+    "${FW_VENV}/bin/pip" install -q --disable-pip-version-check -r "${REPO}/tests/frameworks/requirements.txt"
+fi

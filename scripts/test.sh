@@ -4,7 +4,9 @@
 #   2. cargo test of the pure core (unit and property tests)
 #   3. cargo pgrx test: in-database #[pg_test] suites in pg_test/
 #   4. SQL regression files (tests/regress) against the installed extension
-#   5. pgvector's Python client against quiver (tests/client)
+#   5. pgvector's Python client against quiver (tests/client), and the
+#      frameworks built on pgvector against quiver installed as `vector`
+#      (tests/frameworks; skipped where pgvector itself is installed)
 #   6. cluster-level integration tests (tests/*.py), when present
 # Clusters run as the postgres OS user on 127.0.0.1 only.
 source "$(dirname "$0")/lib.sh"
@@ -38,11 +40,18 @@ TESTS=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
     --dbname=quiver_regress --load-extension=quiver ${TESTS} \
     || { cat "${OUT}/regression.diffs" 2>/dev/null | head -100; die "regression tests failed"; }
 
-log "5/6 pgvector's Python client"
+log "5/6 pgvector's Python client and the frameworks built on pgvector"
 PSQL=("${PG_BIN}/psql" -X -q -h 127.0.0.1 -p "${PORT}" -U postgres)
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS quiver_client" -c "CREATE DATABASE quiver_client"
 QUIVER_DSN="host=127.0.0.1 port=${PORT} user=postgres dbname=quiver_client" \
     "${BUILD}/venv/bin/python" -m pytest -q -p no:cacheprovider tests/client
+if [ -f "$(${PG_CONFIG} --sharedir)/extension/vector.control" ] \
+    && ! grep -q "install_as_vector" "$(${PG_CONFIG} --sharedir)/extension/vector.control"; then
+    log "pgvector is installed on this server: the frameworks run against it, not quiver; skipped"
+else
+    "${REPO}/scripts/install_as_vector.sh"
+    QUIVER_TEST_PORT="${PORT}" "${BUILD}/venv-frameworks/bin/python" -m pytest -q -p no:cacheprovider tests/frameworks
+fi
 
 log "6/6 integration tests"
 shopt -s nullglob

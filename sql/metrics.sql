@@ -7,6 +7,10 @@ CREATE FUNCTION quiver._metrics_json() RETURNS text
 CREATE FUNCTION quiver._reset_metrics(oid) RETURNS void
     AS 'MODULE_PATHNAME', 'quiver_reset_metrics' LANGUAGE C VOLATILE STRICT;
 
+CREATE FUNCTION quiver.library_version() RETURNS text
+    AS 'MODULE_PATHNAME', 'quiver_library_version' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION quiver.library_version() IS 'The version of the quiver library, whichever extension name installed it';
+
 -- Size of a relation without waiting for its lock: the main fork's bytes,
 -- or, while DDL holds the relation, the planner's page count of it.
 CREATE FUNCTION quiver._relation_size_nowait(regclass) RETURNS bigint

@@ -49,7 +49,7 @@ BEGIN
     sname := sname || '-' || to_char(at AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"."US"Z"');
     manifest := jsonb_build_object(
         'format', 1,
-        'quiver', (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'quiver'),
+        'quiver', quiver.library_version(),
         'server_version_num', current_setting('server_version_num')::integer,
         'created_at', at,
         'collection', jsonb_build_object(

@@ -211,6 +211,12 @@ fn relation_size_nowait(oid: pg_sys::Oid) -> i64 {
     }
 }
 
+// The library's version, which snapshots record: the extension's own
+// version reads 0.8.6 when quiver is installed under pgvector's name.
+pg_function!(quiver_library_version, |_a| {
+    Ok(pgrx::IntoDatum::into_datum(env!("CARGO_PKG_VERSION")).expect("text datum"))
+});
+
 pg_function!(quiver_relation_size_nowait, |a| {
     let oid = pg_sys::Oid::from(a.datum(0).value() as u32);
     Ok(pgrx::IntoDatum::into_datum(relation_size_nowait(oid)).expect("int8 datum"))

@@ -7,7 +7,7 @@
 //! The shape of the estimate (level-0 share shrinking with log(ef_search))
 //! follows what pgvector measured; quiver's own constants live here.
 
-use super::options::{IterativeScan, EF_SEARCH, ITERATIVE_SCAN};
+use super::options::{self, IterativeScan};
 use pgrx::pg_sys;
 
 /// Expected fraction of the index a scan reads.
@@ -51,10 +51,10 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as pg_sys::LOCKMODE);
         let m = super::options::index_m(index);
         // the meta page is read only when an iterative scan needs pricing
-        let iterative = ITERATIVE_SCAN.get() != IterativeScan::Off;
+        let iterative = options::iterative_scan() != IterativeScan::Off;
         let visit_cost = if iterative { visit_cost(index) } else { 0.0 };
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
-        let ef = EF_SEARCH.get().max(1) as f64;
+        let ef = options::ef_search().max(1) as f64;
         let ratio = scanned_fraction((*info).tuples, m as f64, ef);
         let mut start = costs.indexTotalCost * ratio;
         // An iterative scan under a filter walks on until enough rows pass

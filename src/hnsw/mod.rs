@@ -104,6 +104,9 @@ unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
 }
 
 pg_function!(hnswhandler, |_a| {
+    // A preloaded quiver defines the hnsw.* settings here, on first use in a
+    // quiver database, so that pgvector's databases can define theirs.
+    options::ensure_hnsw_gucs();
     // SAFETY: palloc0 returns a zeroed IndexAmRoutine-sized block; every
     // field we do not set stays zero (false / NULL / InvalidOid), which is
     // the right default for the version-specific fields too.

@@ -4,7 +4,8 @@
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::PostgresGucEnum;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 pub const DEFAULT_M: i32 = 16;
 pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
@@ -34,12 +35,21 @@ pub static SHARDED_EF_SEARCH: GucSetting<ShardedEfSearch> =
     GucSetting::<ShardedEfSearch>::new(ShardedEfSearch::Split);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+/// Accepted for pgvector's sake: quiver's iterative scans keep their state
+/// in the scan's own memory context, bounded by hnsw.max_scan_tuples.
+pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 /// Rescoring of binary-quantized scans: candidates per returned row, and on/off.
 pub static OVERSAMPLING: GucSetting<f64> = GucSetting::<f64>::new(DEFAULT_OVERSAMPLING);
 pub const DEFAULT_OVERSAMPLING: f64 = 3.0;
 pub static RESCORE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Whether index scans are counted in shared memory (when preloaded).
 pub static TRACK_METRICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Who owns the `hnsw.*` settings in this backend (see `ensure_hnsw_gucs`).
+static HNSW_GUCS: AtomicU8 = AtomicU8::new(HNSW_GUCS_UNDEFINED);
+const HNSW_GUCS_UNDEFINED: u8 = 0;
+const HNSW_GUCS_OURS: u8 = 1;
+const HNSW_GUCS_PGVECTOR: u8 = 2;
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -63,8 +73,25 @@ static QUANTIZATION_VALUES: EnumValues = EnumValues([
     pg_sys::relopt_enum_elt_def { string_val: std::ptr::null(), symbol_val: 0 },
 ]);
 
-/// Called once from `_PG_init`.
-pub fn init() {
+/// Defines `hnsw.ef_search`, `hnsw.iterative_scan`, `hnsw.max_scan_tuples`
+/// and `hnsw.scan_mem_multiplier`, pgvector's names, on first use.
+///
+/// pgvector defines the same names when its library loads, and Postgres
+/// refuses a second definition ("attempt to redefine parameter"). Were
+/// quiver, preloaded, to define them in the postmaster, every database of
+/// the cluster that uses pgvector would fail to load it. So a preloaded
+/// quiver defines them in a backend only when quiver's hnsw is first used
+/// there (a `SET` made earlier waits as a placeholder and is taken over),
+/// and when pgvector got there first, quiver reads pgvector's settings.
+pub fn ensure_hnsw_gucs() {
+    if HNSW_GUCS.load(Ordering::Relaxed) != HNSW_GUCS_UNDEFINED {
+        return;
+    }
+    if defined_elsewhere(c"hnsw.ef_search") {
+        HNSW_GUCS.store(HNSW_GUCS_PGVECTOR, Ordering::Relaxed);
+        return;
+    }
+    HNSW_GUCS.store(HNSW_GUCS_OURS, Ordering::Relaxed);
     GucRegistry::define_int_guc(
         c"hnsw.ef_search",
         c"Sets the size of the dynamic candidate list for search",
@@ -72,14 +99,6 @@ pub fn init() {
         &EF_SEARCH,
         1,
         1000,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_enum_guc(
-        c"quiver.sharded_ef_search",
-        c"How hnsw.ef_search applies to each partition of a hash-partitioned table",
-        c"split: each of n partitions is searched with ef_search / sqrt(n), rounded up, so that the merged result has about the recall one table has at ef_search; full: each with ef_search.",
-        &SHARDED_EF_SEARCH,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -98,6 +117,98 @@ pub fn init() {
         &MAX_SCAN_TUPLES,
         1,
         i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"hnsw.scan_mem_multiplier",
+        c"Sets the multiple of work_mem to use for iterative scans",
+        c"",
+        &SCAN_MEM_MULTIPLIER,
+        1.0,
+        1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: a static C string; reserving the prefix makes a typo such as
+    // `SET hnsw.ef_serch` an error, as pgvector does.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr()) };
+}
+
+/// Whether a setting exists that is not a placeholder, i.e. another library
+/// (pgvector) defined it in this backend.
+fn defined_elsewhere(name: &CStr) -> bool {
+    // SAFETY: name is a valid C string; missing_ok makes an unknown name 0.
+    unsafe {
+        if pg_sys::GetConfigOption(name.as_ptr(), true, false).is_null() {
+            return false;
+        }
+        #[cfg(not(feature = "pg13"))]
+        {
+            let flags = pg_sys::GetConfigOptionFlags(name.as_ptr(), true);
+            flags & pg_sys::GUC_CUSTOM_PLACEHOLDER as i32 == 0
+        }
+        #[cfg(feature = "pg13")]
+        {
+            true
+        }
+    }
+}
+
+/// The current value of a setting another library owns, as text.
+fn foreign_setting(name: &CStr) -> Option<String> {
+    // SAFETY: name is a valid C string; the result, when not NULL, points at
+    // the setting's current value, which we copy at once.
+    unsafe {
+        let v = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+fn uses_pgvector_settings() -> bool {
+    ensure_hnsw_gucs();
+    HNSW_GUCS.load(Ordering::Relaxed) == HNSW_GUCS_PGVECTOR
+}
+
+/// `hnsw.ef_search`, whoever defined it.
+pub fn ef_search() -> i32 {
+    if uses_pgvector_settings() {
+        return foreign_setting(c"hnsw.ef_search").and_then(|v| v.parse().ok()).unwrap_or(40);
+    }
+    EF_SEARCH.get()
+}
+
+/// `hnsw.iterative_scan`, whoever defined it.
+pub fn iterative_scan() -> IterativeScan {
+    if uses_pgvector_settings() {
+        return match foreign_setting(c"hnsw.iterative_scan").as_deref() {
+            Some("relaxed_order") => IterativeScan::RelaxedOrder,
+            Some("strict_order") => IterativeScan::StrictOrder,
+            _ => IterativeScan::Off,
+        };
+    }
+    ITERATIVE_SCAN.get()
+}
+
+/// `hnsw.max_scan_tuples`, whoever defined it.
+pub fn max_scan_tuples() -> i32 {
+    if uses_pgvector_settings() {
+        return foreign_setting(c"hnsw.max_scan_tuples").and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    }
+    MAX_SCAN_TUPLES.get()
+}
+
+/// Called once from `_PG_init`.
+pub fn init() {
+    // SAFETY: a plain read of a flag Postgres sets around preloading.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        ensure_hnsw_gucs();
+    }
+    GucRegistry::define_enum_guc(
+        c"quiver.sharded_ef_search",
+        c"How hnsw.ef_search applies to each partition of a hash-partitioned table",
+        c"split: each of n partitions is searched with ef_search / sqrt(n), rounded up, so that the merged result has about the recall one table has at ef_search; full: each with ef_search.",
+        &SHARDED_EF_SEARCH,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -130,7 +241,6 @@ pub fn init() {
     // SAFETY: called once at library load, before any index uses the kind;
     // the option names and descriptions are static C strings.
     unsafe {
-        pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr());
         pg_sys::MarkGUCPrefixReserved(c"quiver".as_ptr());
         let kind = pg_sys::add_reloption_kind();
         RELOPT_KIND.store(kind as u32, Ordering::Relaxed);

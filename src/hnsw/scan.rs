@@ -5,7 +5,7 @@
 //! filtered them), until the graph or `hnsw.max_scan_tuples` is exhausted.
 
 use super::graph::{checked_value, normalized, DiskGraph};
-use super::options::{IterativeScan, ITERATIVE_SCAN, MAX_SCAN_TUPLES, OVERSAMPLING, RESCORE};
+use super::options::{self, IterativeScan, OVERSAMPLING, RESCORE};
 use super::rescore::HeapVectors;
 use quiver_core::quantize::Quantization;
 use std::cmp::Reverse;
@@ -192,7 +192,7 @@ fn next_batch(st: &mut ScanState) {
         return;
     }
     // Code order is not the order returned when rescoring: keep them all.
-    let strict = ITERATIVE_SCAN.get() == IterativeScan::StrictOrder && !st.rescoring;
+    let strict = options::iterative_scan() == IterativeScan::StrictOrder && !st.rescoring;
     for c in batch {
         let Some(info) = g.info.get(&c.node) else { continue };
         if strict && c.distance < st.last_distance {
@@ -223,11 +223,11 @@ fn batch_shape(ef: usize, rescoring: bool) -> (usize, usize) {
 
 /// Whether the scan may search past its first batch.
 fn may_continue(st: &ScanState) -> bool {
-    if st.exhausted || ITERATIVE_SCAN.get() == IterativeScan::Off {
+    if st.exhausted || options::iterative_scan() == IterativeScan::Off {
         return false;
     }
     let visited = st.search.as_ref().map(|(_, r)| r.visited_count).unwrap_or(0);
-    visited < MAX_SCAN_TUPLES.get().max(1) as usize
+    visited < options::max_scan_tuples().max(1) as usize
 }
 
 /// Reads exact distances from the table until `need` candidates have been
@@ -271,7 +271,7 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
 /// rescored later that is nearer than a row already returned is dropped
 /// unless the order may be relaxed (as pgvector's strict_order does).
 fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32, ItemRef)> {
-    let relaxed = ITERATIVE_SCAN.get() == IterativeScan::RelaxedOrder;
+    let relaxed = options::iterative_scan() == IterativeScan::RelaxedOrder;
     loop {
         let per_row = (OVERSAMPLING.get() * (st.rows as f64 + 1.0)).ceil() as usize;
         let need = per_row.max(batch_shape(st.ef, true).1);

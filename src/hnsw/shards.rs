@@ -9,7 +9,7 @@
 //! 0.944 against 0.943 for one table; full (40 per shard) 0.977 at well
 //! under half the speed.
 
-use super::options::{ShardedEfSearch, EF_SEARCH, SHARDED_EF_SEARCH};
+use super::options::{self, ShardedEfSearch, SHARDED_EF_SEARCH};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,7 +34,7 @@ pub fn init() {
 
 /// The beam a scan of an index on `heap` uses for `hnsw.ef_search`.
 pub fn search_ef(heap: pg_sys::Relation) -> usize {
-    let ef = EF_SEARCH.get().max(1) as usize;
+    let ef = options::ef_search().max(1) as usize;
     if SHARDED_EF_SEARCH.get() == ShardedEfSearch::Full || heap.is_null() {
         return ef;
     }
