@@ -59,6 +59,12 @@ CREATE OPERATOR CLASS bit_hamming_ops
     FUNCTION 1 hamming_distance(bit, bit),
     FUNCTION 3 hnsw_bit_support(internal);
 
+CREATE OPERATOR CLASS bit_jaccard_ops
+    FOR TYPE bit USING hnsw AS
+    OPERATOR 1 <%> (bit, bit) FOR ORDER BY float_ops,
+    FUNCTION 1 jaccard_distance(bit, bit),
+    FUNCTION 3 hnsw_bit_support(internal);
+
 -- quiver's own tools live in schema quiver
 CREATE SCHEMA quiver;
 CREATE FUNCTION quiver._index_check(regclass) RETURNS text

@@ -199,18 +199,20 @@ pub fn array_arg(args: &Args, n: usize) -> Result<(pg_sys::Oid, Vec<pg_sys::Datu
     }
 }
 
-/// A one-dimensional `float8[]` aggregate state, read in place.
-pub fn float8_state_arg(args: &Args, n: usize) -> &[f64] {
+/// A one-dimensional, non-empty `float8[]` aggregate state without NULLs,
+/// read in place; anything else is pgvector's "<caller>: expected state
+/// array" error.
+pub fn float8_state_arg<'a>(args: &'a Args, n: usize, caller: &str) -> &'a [f64] {
     let arr = detoast(args, n) as *mut pg_sys::ArrayType;
     // SAFETY: the aggregate's state type is float8[]; we check it has one
     // dimension, no null bitmap and float8 elements before reading
     // ARR_DIMS[0] float8s at ARR_DATA_PTR (header rounded up to MAXALIGN).
     unsafe {
         let a = &*arr;
-        if a.ndim != 1 || a.dataoffset != 0 || a.elemtype != pg_sys::FLOAT8OID {
-            pgrx::error!("quiver: expected a float8[] aggregate state");
-        }
         let dims = (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const i32;
+        if a.ndim != 1 || *dims < 1 || a.dataoffset != 0 || a.elemtype != pg_sys::FLOAT8OID {
+            pgrx::error!("{caller}: expected state array");
+        }
         let count = *dims as usize;
         let header = std::mem::size_of::<pg_sys::ArrayType>() + 2 * std::mem::size_of::<i32>();
         let data = (arr as *const u8).add((header + 7) & !7) as *const f64;

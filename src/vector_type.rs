@@ -97,17 +97,19 @@ fn quantize<E: Element>(a: &Args) -> Result<Datum> {
 }
 
 fn accum<E: Element>(a: &Args) -> Result<Datum> {
-    let state = float8_state_arg(a, 0);
+    let state = float8_state_arg(a, 0, &format!("{}_accum", E::TYPE_NAME));
     let v = vector_arg::<E>(a, 1)?;
     Ok(float8_array_datum(&ops::accum(state, &v)?))
 }
 
 fn combine(a: &Args) -> Result<Datum> {
-    Ok(float8_array_datum(&ops::combine(float8_state_arg(a, 0), float8_state_arg(a, 1))?))
+    // halfvec_combine is this C function too, so pgvector's errors name vector_combine
+    let (x, y) = (float8_state_arg(a, 0, "vector_combine"), float8_state_arg(a, 1, "vector_combine"));
+    Ok(float8_array_datum(&ops::combine(x, y)?))
 }
 
 fn average<E: Element>(a: &Args) -> Result<Datum> {
-    match ops::average::<E>(float8_state_arg(a, 0))? {
+    match ops::average::<E>(float8_state_arg(a, 0, &format!("{}_avg", E::TYPE_NAME)))? {
         Some(v) => Ok(vector_datum(&v)),
         // SAFETY: fcinfo is live; marking the result NULL is how a C function returns NULL.
         None => Ok(unsafe { pgrx::fcinfo::pg_return_null(a.fcinfo()) }),

@@ -57,8 +57,9 @@ if [ "${WHAT}" = all ] || [ "${WHAT}" = tap ]; then
     files=("$@")
     [ ${#files[@]} -gt 0 ] || files=($(cd "${WORK}/run/t" && ls *.pl))
     PERL_LIB="$(${PG_CONFIG} --pgxs | xargs dirname)/../test/perl"
-    (cd "${WORK}/run" && as_postgres env PATH="${PG_BIN}:${PATH}" PG_REGRESS="$(${PG_CONFIG} --pgxs | xargs dirname)/../test/regress/pg_regress" \
-        TESTDIR="${WORK}/run" PERL5LIB="${PERL_LIB}" prove --timer -I "${PERL_LIB}" ${files[@]/#/t/}) || failed=1
+    as_postgres bash -c "cd '${WORK}/run' && \"\$0\" \"\$@\"" env PATH="${PG_BIN}:${PATH}" \
+        PG_REGRESS="$(${PG_CONFIG} --pgxs | xargs dirname)/../test/regress/pg_regress" \
+        TESTDIR="${WORK}/run" PERL5LIB="${PERL_LIB}" prove --timer -I "${PERL_LIB}" "${files[@]/#/t/}" || failed=1
 fi
 
 exit "${failed}"

@@ -223,16 +223,25 @@ pub fn accum<E: Element>(state: &[f64], value: &[E]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Merges two aggregate states (count, then sums) as pgvector's
+/// vector_combine does: an empty side (count 0) yields the other, which must
+/// then be a valid vector's dimensions.
 pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
     let (na, nb) = (a.first().copied().unwrap_or(0.0), b.first().copied().unwrap_or(0.0));
     let (sa, sb) = (a.get(1..).unwrap_or(&[]), b.get(1..).unwrap_or(&[]));
-    let mut out = vec![na + nb];
-    if sa.is_empty() {
+    let mut out = Vec::with_capacity(sa.len().max(sb.len()) + 1);
+    if na == 0.0 {
+        check_dim::<f32>(sb.len())?;
+        out.push(nb);
         out.extend_from_slice(sb);
-    } else if sb.is_empty() {
+    } else if nb == 0.0 {
+        check_dim::<f32>(sa.len())?;
+        out.push(na);
         out.extend_from_slice(sa);
     } else {
+        check_dim::<f32>(sa.len())?;
         check_typmod_dim(sa.len() as i32, sb.len())?;
+        out.push(na + nb);
         for (x, y) in sa.iter().zip(sb) {
             let v = x + y;
             if v.is_infinite() {
@@ -248,17 +257,46 @@ pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
 pub fn average<E: Element>(state: &[f64]) -> Result<Option<Vec<E>>> {
     let n = state.first().copied().unwrap_or(0.0);
     let sums = state.get(1..).unwrap_or(&[]);
-    if n == 0.0 || sums.is_empty() {
+    if n == 0.0 {
         return Ok(None);
     }
     check_dim::<E>(sums.len())?;
-    sums.iter().map(|s| E::from_f32_arith((s / n) as f32)).collect::<Result<Vec<E>>>().map(Some)
+    sums.iter()
+        .map(|s| {
+            let mean = (s / n) as f32;
+            if mean.is_nan() {
+                return Err(VectorError::NotANumber { type_name: E::TYPE_NAME });
+            }
+            if mean.is_infinite() {
+                return Err(VectorError::Infinite { type_name: E::TYPE_NAME });
+            }
+            E::from_f32_arith(mean)
+        })
+        .collect::<Result<Vec<E>>>()
+        .map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn aggregate_states_are_checked_as_pgvector_checks_them() {
+        // a count without sums is no vector
+        assert_eq!(average::<f32>(&[1.0]).unwrap_err().to_string(), "vector must have at least 1 dimension");
+        assert_eq!(average::<f16>(&[1.0]).unwrap_err().to_string(), "halfvec must have at least 1 dimension");
+        assert_eq!(combine(&[0.0], &[0.0]).unwrap_err().to_string(), "vector must have at least 1 dimension");
+        let big: Vec<f64> = (1..=16_002).map(f64::from).collect();
+        for (a, b) in [(&[0.0][..], &big[..]), (&big[..], &[0.0][..]), (&big[..], &big[..])] {
+            assert_eq!(combine(a, b).unwrap_err().to_string(), "vector cannot have more than 16000 dimensions");
+        }
+        assert_eq!(combine(&[1.0, 2.0], &[3.0, 4.0]).unwrap(), vec![4.0, 6.0]);
+        // means that are not finite floats are errors, never [NaN]
+        assert_eq!(average::<f32>(&[1.0, f64::NAN]).unwrap_err().to_string(), "NaN not allowed in vector");
+        assert_eq!(average::<f32>(&[1.0, 1e300]).unwrap_err().to_string(), "infinite value not allowed in vector");
+        assert_eq!(average::<f32>(&[0.0, 5.0]).unwrap(), None);
+    }
 
     #[test]
     fn issue_example_cosine() {

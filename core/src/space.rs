@@ -16,6 +16,8 @@ pub enum Metric {
     Cosine,
     L1,
     Hamming,
+    /// 1 - |a ∧ b| / |a ∨ b| of bit strings (`<%>`).
+    Jaccard,
 }
 
 impl Metric {
@@ -26,6 +28,7 @@ impl Metric {
             Metric::Cosine => 3,
             Metric::L1 => 4,
             Metric::Hamming => 5,
+            Metric::Jaccard => 6,
         }
     }
     pub fn from_code(c: u8) -> Option<Metric> {
@@ -35,6 +38,7 @@ impl Metric {
             3 => Metric::Cosine,
             4 => Metric::L1,
             5 => Metric::Hamming,
+            6 => Metric::Jaccard,
             _ => return None,
         })
     }
@@ -56,6 +60,7 @@ impl Metric {
             Metric::Cosine => "cosine",
             Metric::L1 => "l1",
             Metric::Hamming => "hamming",
+            Metric::Jaccard => "jaccard",
         }
     }
 }
@@ -110,7 +115,7 @@ impl IndexElement for f32 {
             Metric::L2Squared => kernels::l2_squared(a, b),
             Metric::NegativeDot | Metric::Cosine => -kernels::dot(a, b),
             Metric::L1 => kernels::l1(a, b),
-            Metric::Hamming => f32::NAN,
+            Metric::Hamming | Metric::Jaccard => f32::NAN,
         }
     }
     fn normalize(v: &mut [f32]) -> bool {
@@ -131,7 +136,7 @@ impl IndexElement for f16 {
             Metric::L2Squared => kernels::l2_squared_f16(a, b),
             Metric::NegativeDot | Metric::Cosine => -kernels::dot_f16(a, b),
             Metric::L1 => kernels::l1_f16(a, b),
-            Metric::Hamming => f32::NAN,
+            Metric::Hamming | Metric::Jaccard => f32::NAN,
         }
     }
     fn normalize(v: &mut [f16]) -> bool {
@@ -147,7 +152,12 @@ impl IndexElement for f16 {
 impl IndexElement for u8 {
     const KIND: ElementKind = ElementKind::Bits;
     #[inline]
-    fn distance(_metric: Metric, a: &[u8], b: &[u8]) -> f32 {
+    fn distance(metric: Metric, a: &[u8], b: &[u8]) -> f32 {
+        if metric == Metric::Jaccard {
+            let (ab, aa, bb) = kernels::jaccard_parts(a, b);
+            // pgvector's convention: no shared set bit is distance 1
+            return if ab == 0 { 1.0 } else { (1.0 - ab as f64 / (aa + bb - ab) as f64) as f32 };
+        }
         kernels::hamming(a, b) as f32
     }
     fn normalize(_v: &mut [u8]) -> bool {

@@ -18,6 +18,12 @@ use std::io::{BufReader, BufWriter, Read, Write};
 
 /// Index shape from the relation: options, opclass and column dimensions.
 pub fn new_meta(index: pg_sys::Relation) -> Meta {
+    // SAFETY: an index relation has a tuple descriptor with at least one attribute.
+    if unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypid } == pg_sys::VARBITOID {
+        // bit_*_ops accept varbit by binary coercion, but a varbit column's
+        // values need not share one length; pgvector refuses it the same way
+        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "type not supported for hnsw index");
+    }
     let oc = resolve_opclass(index);
     let dims = column_dims(index);
     let quantization = options::index_quantization(index);

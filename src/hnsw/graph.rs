@@ -65,6 +65,10 @@ pub struct DiskGraph {
     pub metric: Metric,
     pub kind: ElementKind,
     pub query: AlignedBytes,
+    /// A scan without a query (NULL, or a zero vector under cosine): every
+    /// element is at distance 0, so the walk returns what it reaches first,
+    /// as pgvector's scan does, instead of nothing.
+    pub no_query: bool,
     /// Facts about every element whose distance was computed.
     pub info: IdHashMap<u64, ElementInfo>,
     /// Vectors of the elements neighbour selection compares pairwise,
@@ -96,6 +100,7 @@ impl DiskGraph {
             metric: meta.metric,
             kind: meta.kind,
             query,
+            no_query: false,
             info: IdHashMap::default(),
             vectors: IdHashMap::default(),
             // SAFETY: the caller's index is open for the life of this graph.
@@ -254,14 +259,17 @@ impl QueryDistance<u64> for DiskGraph {
     fn distance(&mut self, node: u64) -> f32 {
         self.prefetch_ahead();
         let r = ItemRef::unpack(node);
-        let (shape, kind, metric) = (self.shape, self.kind, self.metric);
-        self.prepare();
+        let (shape, kind, metric, no_query) = (self.shape, self.kind, self.metric, self.no_query);
+        if !no_query {
+            self.prepare();
+        }
         // Moved out for the call (with_element borrows self mutably), put back below.
         let query = std::mem::take(&mut self.query);
         let prepared = self.prepared.take();
         let found = self.with_element_if_present(r, |b| {
             let v = shape.vector(b);
             let d = match &prepared {
+                _ if no_query => 0.0,
                 Some(bq) => bq.distance(v),
                 None => distance_raw(kind, metric, query.as_bytes(), v),
             };

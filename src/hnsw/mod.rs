@@ -48,7 +48,7 @@ pub fn resolve_opclass(index: pg_sys::Relation) -> Opclass {
     };
     let kind = if name.starts_with("halfvec") {
         ElementKind::F16
-    } else if name.starts_with("hamming") {
+    } else if name.starts_with("hamming") || name.starts_with("jaccard") {
         ElementKind::Bits
     } else {
         ElementKind::F32
@@ -65,6 +65,8 @@ pub fn resolve_opclass(index: pg_sys::Relation) -> Opclass {
         Metric::L1
     } else if name.starts_with("hamming") {
         Metric::Hamming
+    } else if name.starts_with("jaccard") {
+        Metric::Jaccard
     } else {
         pgrx::error!("hnsw: unsupported operator class support function \"{name}\"");
     };

@@ -25,6 +25,8 @@ struct ScanState {
     /// halfvec query rounds it to f16, and rescoring must order rows as the
     /// SQL operator does.
     exact_query: Option<AlignedBytes>,
+    /// The ORDER BY value was NULL or, under cosine, a zero vector.
+    no_query: bool,
     /// The search in progress: the graph reader and the resumable frontier.
     search: Option<(DiskGraph, Resumable<u64>)>,
     results: VecDeque<(f32, ItemRef)>,
@@ -91,6 +93,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             meta: page::read_meta(index),
             query: None,
             exact_query: None,
+            no_query: false,
             search: None,
             results: VecDeque::new(),
             returned: IdHashSet::default(),
@@ -145,6 +148,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         });
         st.exact_query = given.clone().filter(|_| st.meta.quantization == Quantization::Binary);
         st.query = given.and_then(|v| normalized(v, &st.meta));
+        st.no_query = st.query.is_none();
     }
 }
 
@@ -155,11 +159,12 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let mut attempts = 0;
     let (mut g, cur) = loop {
         st.meta = page::read_meta(index);
-        let (Some(query), Some((entry, top))) = (st.query.clone(), st.meta.entry) else {
+        let Some((entry, top)) = st.meta.entry else {
             st.exhausted = true;
             return;
         };
-        let mut g = DiskGraph::new(index, &st.meta, query);
+        let mut g = DiskGraph::new(index, &st.meta, st.query.clone().unwrap_or_default());
+        g.no_query = st.no_query;
         g.info.reserve(2048); // a typical scan's visits, without rehashing
         let cur = g.descend(entry, top as usize, 0);
         // An entry point VACUUM reclaimed after we read the meta page is
@@ -284,13 +289,51 @@ fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32
     }
 }
 
+/// `pgstat_count_index_scan`, a C macro: counts the scan in
+/// `pg_stat_user_indexes.idx_scan`, as btree's and pgvector's scans do.
+///
+/// # Safety
+/// `index` must be an open relation.
+unsafe fn count_index_scan(index: pg_sys::Relation) {
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    // SAFETY: pgstat_info is NULL or the relation's live stats entry.
+    unsafe {
+        if !(*index).pgstat_info.is_null() {
+            (*(*index).pgstat_info).t_counts.t_numscans += 1;
+        }
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    // SAFETY: as pgstat_should_count_relation does: associate the stats
+    // entry on first use when statistics are enabled for the relation.
+    unsafe {
+        if !(*index).pgstat_enabled {
+            return;
+        }
+        if (*index).pgstat_info.is_null() {
+            pg_sys::pgstat_assoc_relation(index);
+        }
+        if !(*index).pgstat_info.is_null() {
+            #[cfg(feature = "pg15")]
+            {
+                (*(*index).pgstat_info).t_counts.t_numscans += 1;
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                (*(*index).pgstat_info).counts.numscans += 1;
+            }
+        }
+    }
+}
+
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
     let st = state(scan);
     if !st.started {
         st.started = true;
+        // SAFETY: the descriptor and its index relation are live during the scan.
+        unsafe { count_index_scan((*scan).indexRelation) };
         st.started_at = crate::metrics::enabled().then(std::time::Instant::now);
-        st.rescoring = st.meta.quantization == Quantization::Binary && RESCORE.get();
+        st.rescoring = st.meta.quantization == Quantization::Binary && RESCORE.get() && !st.no_query;
         start_search(scan, st);
         next_batch(st);
     }
