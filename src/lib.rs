@@ -11,6 +11,7 @@ mod hnsw;
 mod metrics;
 mod snapshot;
 mod snapshot_restore;
+mod sparsevec_type;
 mod varlena;
 mod vector_type;
 
@@ -22,7 +23,8 @@ mod vector_type;
 ::pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
 ::pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec", requires = ["vector"]);
 ::pgrx::extension_sql_file!("../sql/bit.sql", name = "bit", requires = ["halfvec"]);
-::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["bit"]);
+::pgrx::extension_sql_file!("../sql/sparsevec.sql", name = "sparsevec", requires = ["bit"]);
+::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["sparsevec"]);
 ::pgrx::extension_sql_file!("../sql/collections.sql", name = "collections", requires = ["hnsw"]);
 ::pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["collections"]);
 ::pgrx::extension_sql_file!("../sql/snapshots.sql", name = "snapshots", requires = ["metrics"]);

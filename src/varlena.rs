@@ -6,6 +6,8 @@
 //! vector:  int32 varlena header | int16 dim | int16 unused=0 | float4[dim]
 //! halfvec: int32 varlena header | int16 dim | int16 unused=0 | float2[dim]
 //! bit:     int32 varlena header | int32 bit_len | bytes[(bit_len+7)/8]  (Postgres' VarBit)
+//! sparsevec: int32 varlena header | int32 dim | int32 nnz | int32 unused=0
+//!            | int32 indices[nnz] (0-based, ascending) | float4 values[nnz]
 //! ```
 //!
 //! Every raw-pointer access of the glue's datums is in this file.
@@ -307,4 +309,55 @@ pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind
         unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
     }
     (dims, data)
+}
+
+/// Offset of a sparsevec's indices: header, dim, nnz, unused.
+const SPARSE_HEADER: usize = 16;
+
+/// A `sparsevec` argument, copied out and checked (a stored value that
+/// breaks pgvector's invariants is reported, never trusted).
+pub fn sparse_arg(args: &Args, n: usize) -> Result<quiver_core::sparse::SparseVec> {
+    let p = detoast(args, n);
+    let total = size_of_detoasted(p);
+    let corrupt = |detail: String| VectorError::Corrupted { type_name: "sparsevec", detail };
+    if total < SPARSE_HEADER {
+        return Err(corrupt(format!("value of {total} bytes is shorter than its header")));
+    }
+    // SAFETY: `total` bytes are readable from `p` (its varlena size); every
+    // read below is within SPARSE_HEADER + 8 * nnz <= total, checked first,
+    // and read_unaligned has no alignment needs.
+    unsafe {
+        let base = p as *const u8;
+        let int = |at: usize| std::ptr::read_unaligned(base.add(at) as *const i32);
+        let (dim, nnz) = (int(4), int(8));
+        if nnz < 0 || SPARSE_HEADER + 8 * nnz as usize != total {
+            return Err(corrupt(format!("{nnz} elements do not fit a value of {total} bytes")));
+        }
+        let nnz = nnz as usize;
+        let indices = (0..nnz).map(|i| int(SPARSE_HEADER + 4 * i)).collect();
+        let values = (0..nnz)
+            .map(|i| f32::from_bits(int(SPARSE_HEADER + 4 * nnz + 4 * i) as u32))
+            .collect();
+        let v = quiver_core::sparse::SparseVec { dim, indices, values };
+        quiver_core::sparse::validate(&v).map_err(|e| corrupt(e.to_string()))?;
+        Ok(v)
+    }
+}
+
+/// A new palloc'd `sparsevec` datum.
+pub fn sparse_datum(v: &quiver_core::sparse::SparseVec) -> pg_sys::Datum {
+    let nnz = v.indices.len();
+    let size = SPARSE_HEADER + 8 * nnz;
+    // SAFETY: palloc0 returns `size` zeroed, maximally aligned bytes (or
+    // raises ERROR); we write the header, dim, nnz (unused stays 0), then
+    // nnz indices and nnz values, exactly filling `size`.
+    unsafe {
+        let p = pg_sys::palloc0(size) as *mut u8;
+        pgrx::varlena::set_varsize_4b(p as *mut pg_sys::varlena, size as i32);
+        *(p.add(4) as *mut i32) = v.dim;
+        *(p.add(8) as *mut i32) = nnz as i32;
+        std::ptr::copy_nonoverlapping(v.indices.as_ptr() as *const u8, p.add(SPARSE_HEADER), 4 * nnz);
+        std::ptr::copy_nonoverlapping(v.values.as_ptr() as *const u8, p.add(SPARSE_HEADER + 4 * nnz), 4 * nnz);
+        pg_sys::Datum::from(p)
+    }
 }

@@ -118,6 +118,12 @@ fn average<E: Element>(a: &Args) -> Result<Datum> {
 
 /// `integer[]`, `real[]`, `double precision[]` or `numeric[]` to a vector.
 fn from_array<E: Element>(a: &Args) -> Result<Datum> {
+    Ok(vector_datum(&ops::from_f64s::<E>(&array_as_f64s(a)?, a.i32(1))?))
+}
+
+/// Argument 0, an `integer[]`, `real[]`, `double precision[]` or
+/// `numeric[]`, as f64s each rounded through f32 (as a C cast to float does).
+pub(crate) fn array_as_f64s(a: &Args) -> Result<Vec<f64>> {
     let (elemtype, datums) = array_arg(a, 0)?;
     let values: Vec<f64> = match elemtype {
         t if t == pg_sys::INT4OID => datums.iter().map(|d| d.value() as i32 as f32 as f64).collect(),
@@ -141,7 +147,7 @@ fn from_array<E: Element>(a: &Args) -> Result<Datum> {
             .collect(),
         _ => return Err(VectorError::UnsupportedArrayType),
     };
-    Ok(vector_datum(&ops::from_f64s::<E>(&values, a.i32(1))?))
+    Ok(values)
 }
 
 fn to_float4_array<E: Element>(a: &Args) -> Result<Datum> {

@@ -53,6 +53,8 @@ pub enum VectorError {
     DifferentBitLengths { left: usize, right: usize },
     /// A stored value whose size disagrees with its header.
     Corrupted { type_name: &'static str, detail: String },
+    /// A message of its own (sparsevec's limits and index rules), with pgvector's wording.
+    Message { kind: ErrorKind, text: String, detail: Option<&'static str> },
 }
 
 impl VectorError {
@@ -68,6 +70,7 @@ impl VectorError {
             ArrayHasNulls => ErrorKind::NullValueNotAllowed,
             InsufficientData => ErrorKind::ProtocolViolation,
             Corrupted { .. } => ErrorKind::DataCorrupted,
+            Message { kind, .. } => *kind,
             NoDimensions { .. }
             | NotANumber { .. }
             | Infinite { .. }
@@ -85,6 +88,7 @@ impl VectorError {
         match self {
             VectorError::InvalidSyntax { detail, .. } => detail.map(str::to_string),
             VectorError::Corrupted { detail, .. } => Some(detail.clone()),
+            VectorError::Message { detail, .. } => detail.map(str::to_string),
             _ => None,
         }
     }
@@ -130,6 +134,7 @@ impl fmt::Display for VectorError {
                 write!(f, "different bit lengths {left} and {right}")
             }
             Corrupted { type_name, .. } => write!(f, "corrupted {type_name} value"),
+            Message { text, .. } => f.write_str(text),
         }
     }
 }

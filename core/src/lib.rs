@@ -17,6 +17,7 @@ pub mod scalar;
 pub mod simd;
 pub mod snapshot;
 pub mod space;
+pub mod sparse;
 pub mod hnsw;
 pub mod text;
 pub mod wire;

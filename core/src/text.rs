@@ -8,13 +8,13 @@ use crate::error::{Result, VectorError};
 use crate::float_text::format_f32;
 
 /// Postgres' `vector_isspace`: space, \t, \n, \r, \v, \f.
-fn is_space(b: u8) -> bool {
+pub(crate) fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 /// Length of the longest prefix of `s` that `strtof` would consume as a
 /// decimal number (0 when there is none).
-fn number_prefix_len(s: &[u8]) -> usize {
+pub(crate) fn number_prefix_len(s: &[u8]) -> usize {
     let mut i = 0;
     if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
         i += 1;

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import psycopg
 import pytest
-from pgvector import HalfVector, Bit
+from pgvector import HalfVector, Bit, SparseVector
 from pgvector.psycopg import register_vector
 
 DSN = os.environ["QUIVER_DSN"]
@@ -73,6 +73,29 @@ def test_binary_send_is_pgvectors_layout(conn):
     raw = conn.execute("SELECT vector_send('[1,-2]'::vector), halfvec_send('[1]'::halfvec)").fetchone()
     assert bytes(raw[0]) == struct.pack(">hhff", 2, 0, 1.0, -2.0)
     assert bytes(raw[1]) == struct.pack(">hhe", 1, 0, 1.0)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_sparsevec_round_trip(conn, binary):
+    conn.execute("CREATE TEMP TABLE client_sparse (id int, s sparsevec(6))")
+    values = [SparseVector({0: 1.5, 4: -2.0}, 6), SparseVector({}, 6), SparseVector([0, 0, 3.25, 0, 0, 1e-30])]
+    for i, v in enumerate(values):
+        conn.execute("INSERT INTO client_sparse VALUES (%s, %s)", (i, v), binary=binary)
+    cur = conn.cursor(binary=binary)
+    got = [r[0] for r in cur.execute("SELECT s FROM client_sparse ORDER BY id").fetchall()]
+    for g, want in zip(got, values):
+        assert isinstance(g, SparseVector)
+        assert g.dimensions() == 6 and g.indices() == want.indices()
+        assert np.array_equal(np.array(g.values(), dtype=np.float32), np.array(want.values(), dtype=np.float32))
+    nearest = cur.execute("SELECT id FROM client_sparse ORDER BY s <-> %s LIMIT 1",
+                          (SparseVector({0: 1.0, 4: -2.0}, 6),), binary=binary).fetchone()[0]
+    assert nearest == 0
+
+
+def test_sparsevec_send_is_pgvectors_layout(conn):
+    raw = conn.execute("SELECT sparsevec_send('{2:1.5,5:-2}/6'::sparsevec)").fetchone()[0]
+    # int32 dim, nnz, unused; 0-based int32 indices; float4 values
+    assert bytes(raw) == struct.pack(">iiiiiff", 6, 2, 0, 1, 4, 1.5, -2.0)
 
 
 def test_copy_binary_round_trip(conn):
