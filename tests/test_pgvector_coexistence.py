@@ -13,7 +13,7 @@ import pytest
 
 from cluster import Cluster, PG_BIN
 
-PORT = 28838
+PORT = 28839
 EXT_DIR = pathlib.Path(subprocess.run([str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True,
                                       text=True, check=True).stdout.strip()) / "extension"
 
