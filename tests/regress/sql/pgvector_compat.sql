@@ -61,4 +61,15 @@ SELECT halfvec_combine('{NULL,2}', '{3,4}');
 SELECT avg(v) FROM (VALUES ('[1,2]'::vector), ('[3,4]')) x(v);
 SELECT avg(v) FROM (VALUES ('[1,2]'::halfvec), ('[3,4]')) x(v);
 
-DROP TABLE compat_v, compat_h, compat_b, compat_vb;
+-- a partial index leaves the table's row count alone (it once set reltuples
+-- to the rows its predicate admits), and the planner takes it for its filter
+CREATE TABLE compat_p (i int4, v vector(3), c int4);
+INSERT INTO compat_p SELECT i, ARRAY[i % 7, i % 11, i % 13], i % 50 FROM generate_series(1, 10000) i;
+CREATE INDEX ON compat_p USING hnsw (v vector_l2_ops);
+ANALYZE compat_p;
+CREATE INDEX compat_p_c ON compat_p (c);
+CREATE INDEX compat_p_partial ON compat_p USING hnsw (v vector_l2_ops) WHERE (c = 3);
+SELECT relname, reltuples FROM pg_class WHERE relname IN ('compat_p', 'compat_p_partial') ORDER BY relname;
+EXPLAIN (COSTS OFF) SELECT i FROM compat_p WHERE c = 3 ORDER BY v <-> '[1,2,3]' LIMIT 20;
+
+DROP TABLE compat_v, compat_h, compat_b, compat_vb, compat_p;
