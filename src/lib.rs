@@ -8,6 +8,7 @@
 mod bit_functions;
 mod fmgr;
 mod hnsw;
+mod ivfflat;
 mod metrics;
 mod snapshot;
 mod snapshot_restore;
@@ -25,7 +26,8 @@ mod vector_type;
 ::pgrx::extension_sql_file!("../sql/bit.sql", name = "bit", requires = ["halfvec"]);
 ::pgrx::extension_sql_file!("../sql/sparsevec.sql", name = "sparsevec", requires = ["bit"]);
 ::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", requires = ["sparsevec"]);
-::pgrx::extension_sql_file!("../sql/collections.sql", name = "collections", requires = ["hnsw"]);
+::pgrx::extension_sql_file!("../sql/ivfflat.sql", name = "ivfflat", requires = ["hnsw"]);
+::pgrx::extension_sql_file!("../sql/collections.sql", name = "collections", requires = ["ivfflat"]);
 ::pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["collections"]);
 ::pgrx::extension_sql_file!("../sql/snapshots.sql", name = "snapshots", requires = ["metrics"]);
 
@@ -33,6 +35,7 @@ mod vector_type;
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     hnsw::options::init();
+    ivfflat::init();
     hnsw::shards::init();
     metrics::init();
     snapshot::init();

@@ -19,6 +19,7 @@ pub mod snapshot;
 pub mod space;
 pub mod sparse;
 pub mod hnsw;
+pub mod ivf;
 pub mod text;
 pub mod wire;
 

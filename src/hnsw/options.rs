@@ -35,6 +35,20 @@ pub static SHARDED_EF_SEARCH: GucSetting<ShardedEfSearch> =
     GucSetting::<ShardedEfSearch>::new(ShardedEfSearch::Split);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static IVFFLAT_PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static IVFFLAT_MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(32768);
+pub static IVFFLAT_ITERATIVE_SCAN: GucSetting<IvfflatIterativeScan> =
+    GucSetting::<IvfflatIterativeScan>::new(IvfflatIterativeScan::Off);
+
+/// `ivfflat.iterative_scan`: pgvector's ivfflat has no strict order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum IvfflatIterativeScan {
+    #[name = c"off"]
+    Off,
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+}
+
 /// Accepted for pgvector's sake: quiver's iterative scans keep their state
 /// in the scan's own memory context, bounded by hnsw.max_scan_tuples.
 pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
@@ -73,8 +87,9 @@ static QUANTIZATION_VALUES: EnumValues = EnumValues([
     pg_sys::relopt_enum_elt_def { string_val: std::ptr::null(), symbol_val: 0 },
 ]);
 
-/// Defines `hnsw.ef_search`, `hnsw.iterative_scan`, `hnsw.max_scan_tuples`
-/// and `hnsw.scan_mem_multiplier`, pgvector's names, on first use.
+/// Defines `hnsw.ef_search`, `hnsw.iterative_scan`, `hnsw.max_scan_tuples`,
+/// `hnsw.scan_mem_multiplier` and `ivfflat.probes`, `ivfflat.iterative_scan`,
+/// `ivfflat.max_probes`, pgvector's names, on first use.
 ///
 /// pgvector defines the same names when its library loads, and Postgres
 /// refuses a second definition ("attempt to redefine parameter"). Were
@@ -130,9 +145,40 @@ pub fn ensure_hnsw_gucs() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    // SAFETY: a static C string; reserving the prefix makes a typo such as
+    GucRegistry::define_int_guc(
+        c"ivfflat.probes",
+        c"Sets the number of probes",
+        c"Valid range is 1..lists.",
+        &IVFFLAT_PROBES,
+        1,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"ivfflat.iterative_scan",
+        c"Sets the mode for iterative scans",
+        c"off or relaxed_order: probe more lists until enough rows pass the query's filter.",
+        &IVFFLAT_ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ivfflat.max_probes",
+        c"Sets the max number of probes for iterative scans",
+        c"",
+        &IVFFLAT_MAX_PROBES,
+        1,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: static C strings; reserving the prefixes makes a typo such as
     // `SET hnsw.ef_serch` an error, as pgvector does.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr()) };
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"hnsw".as_ptr());
+        pg_sys::MarkGUCPrefixReserved(c"ivfflat".as_ptr());
+    }
 }
 
 /// Whether a setting exists that is not a placeholder, i.e. another library
@@ -196,6 +242,30 @@ pub fn max_scan_tuples() -> i32 {
         return foreign_setting(c"hnsw.max_scan_tuples").and_then(|v| v.parse().ok()).unwrap_or(20_000);
     }
     MAX_SCAN_TUPLES.get()
+}
+
+/// `ivfflat.probes`, whoever defined it.
+pub fn ivfflat_probes() -> i32 {
+    if uses_pgvector_settings() {
+        return foreign_setting(c"ivfflat.probes").and_then(|v| v.parse().ok()).unwrap_or(1);
+    }
+    IVFFLAT_PROBES.get()
+}
+
+/// `ivfflat.max_probes`, whoever defined it.
+pub fn ivfflat_max_probes() -> i32 {
+    if uses_pgvector_settings() {
+        return foreign_setting(c"ivfflat.max_probes").and_then(|v| v.parse().ok()).unwrap_or(32768);
+    }
+    IVFFLAT_MAX_PROBES.get()
+}
+
+/// Whether `ivfflat.iterative_scan` is on (relaxed_order), whoever defined it.
+pub fn ivfflat_iterative() -> bool {
+    if uses_pgvector_settings() {
+        return foreign_setting(c"ivfflat.iterative_scan").as_deref() == Some("relaxed_order");
+    }
+    IVFFLAT_ITERATIVE_SCAN.get() == IvfflatIterativeScan::RelaxedOrder
 }
 
 /// Called once from `_PG_init`.
