@@ -1,6 +1,6 @@
 """A pg_dump of a pgvector 0.8.6 database (tests/fixtures, made by pg_dump
 from a real pgvector database with vector, halfvec, sparsevec and bit
-columns, hnsw indexes and a btree index on sparsevec) restores into quiver
+columns, hnsw and ivfflat indexes and a btree index on sparsevec) restores into quiver
 installed as `vector` with exit code 0 and nothing filtered, in plain and
 custom format, and the same searches return what they returned on pgvector.
 Skipped where the server's `vector` extension is not quiver's."""
@@ -57,10 +57,14 @@ def test_pgvector_dump_restores_and_searches_alike(target, fmt):
         lib = c.execute("SELECT quiver.library_version()").fetchone()[0]
         assert lib, "the restored database runs quiver"
         indexes = dict(c.execute("SELECT c.relname, am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
-                                 "WHERE c.relkind = 'i' AND c.relname LIKE '%idx'").fetchall())
+                                 "WHERE c.relkind = 'i' AND c.relname LIKE '%idx%'").fetchall())
         assert indexes == {"items_embedding_idx": "hnsw", "items_half_idx": "hnsw", "items_code_idx": "hnsw",
-                           "docs_embedding_idx": "hnsw"}
+                           "docs_embedding_idx": "hnsw", "docs_embedding_idx1": "ivfflat"}
+        ivf = dict(c.execute("SELECT c.relname, am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
+                             "WHERE c.relkind = 'i' AND c.relname LIKE '%ivf'").fetchall())
+        assert ivf == {"items_embedding_ivf": "ivfflat", "items_half_ivf": "ivfflat"}
         c.execute("SET enable_seqscan = off")
+        c.execute("SET ivfflat.probes = 5")  # every list: exact, as on pgvector
         for name, cases in expected.items():
             for case in cases:
                 plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + case["sql"], (case["query"], case["query"])))
