@@ -122,3 +122,16 @@ def test_crash_during_inserts_loses_no_committed_row():
             conn.execute("VACUUM t")
     finally:
         c.destroy()
+
+
+def test_vacuum_frees_room_that_inserts_use_before_growing(db):
+    data = clustered(3000, DIM, seed=9)
+    load(db, data, lists=10)
+    size = db.execute("SELECT pg_relation_size('t_v_idx')").fetchone()[0]
+    db.execute("CREATE TEMP TABLE keep AS SELECT * FROM t")
+    db.execute("DELETE FROM t")
+    db.execute("VACUUM t")
+    db.execute("INSERT INTO t SELECT * FROM keep")
+    assert db.execute("SELECT pg_relation_size('t_v_idx')").fetchone()[0] == size
+    db.execute("SET ivfflat.probes = 10")
+    assert db.execute("SELECT count(*) FROM (SELECT id FROM t ORDER BY v <-> %s) s", (text(data[0]),)).fetchone()[0] == 3000

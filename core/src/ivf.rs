@@ -49,41 +49,116 @@ pub fn kmeans(rows: &[f32], dim: usize, k: usize, spherical: bool, iterations: u
     if spherical {
         normalize_rows(&mut centers, dim);
     }
-    let mut assignment = vec![usize::MAX; n];
+    elkan(rows, dim, k, &mut centers, spherical, iterations);
+    centers
+}
+
+/// Bytes `kmeans` needs besides the rows: centers twice, the per-row lower
+/// bounds of Elkan's algorithm (rows x centers) and the center distances.
+pub fn kmeans_memory(rows: usize, dim: usize, k: usize) -> usize {
+    4 * (2 * k * dim + rows * k + k * k + 3 * rows + 2 * k)
+}
+
+/// Lloyd's iterations, with Elkan's bounds (the triangle inequality on L2
+/// distances) skipping most row-center distances once centers settle. For
+/// spherical k-means the L2 distance to unit-length centers orders them as
+/// the inner product does, so the same bounds hold.
+fn elkan(rows: &[f32], dim: usize, k: usize, centers: &mut [f32], spherical: bool, iterations: usize) {
+    let n = rows.len() / dim;
+    let row = |i: usize| &rows[i * dim..(i + 1) * dim];
+    let dist = |a: &[f32], b: &[f32]| l2_squared(a, b).max(0.0).sqrt();
+    let mut lower = vec![0f32; n * k];
+    let mut upper = vec![0f32; n];
+    let mut assign = vec![0usize; n];
+    for i in 0..n {
+        let mut best = (f32::INFINITY, 0);
+        for c in 0..k {
+            let d = dist(row(i), &centers[c * dim..(c + 1) * dim]);
+            lower[i * k + c] = d;
+            if d < best.0 {
+                best = (d, c);
+            }
+        }
+        upper[i] = best.0;
+        assign[i] = best.1;
+    }
+    let mut half_cc = vec![0f32; k * k];
+    let mut s = vec![0f32; k];
     for _ in 0..iterations {
+        for a in 0..k {
+            s[a] = f32::INFINITY;
+            for b in 0..k {
+                let d = if a == b { 0.0 } else { 0.5 * dist(&centers[a * dim..(a + 1) * dim], &centers[b * dim..(b + 1) * dim]) };
+                half_cc[a * k + b] = d;
+                if a != b && d < s[a] {
+                    s[a] = d;
+                }
+            }
+        }
         let mut changed = 0;
         for i in 0..n {
-            let best = nearest_center(&centers, dim, row(i), spherical);
-            if assignment[i] != best {
-                assignment[i] = best;
+            let mut ci = assign[i];
+            if upper[i] <= s[ci] {
+                continue;
+            }
+            let mut stale = true;
+            for c in 0..k {
+                if c == ci || upper[i] <= lower[i * k + c] || upper[i] <= half_cc[ci * k + c] {
+                    continue;
+                }
+                if stale {
+                    upper[i] = dist(row(i), &centers[ci * dim..(ci + 1) * dim]);
+                    lower[i * k + ci] = upper[i];
+                    stale = false;
+                    if upper[i] <= lower[i * k + c] || upper[i] <= half_cc[ci * k + c] {
+                        continue;
+                    }
+                }
+                let d = dist(row(i), &centers[c * dim..(c + 1) * dim]);
+                lower[i * k + c] = d;
+                if d < upper[i] {
+                    upper[i] = d;
+                    ci = c;
+                }
+            }
+            if ci != assign[i] {
+                assign[i] = ci;
                 changed += 1;
             }
         }
+        // new centers: the means of their rows (an empty list keeps its center)
         let mut sums = vec![0f64; k * dim];
         let mut counts = vec![0usize; k];
         for i in 0..n {
-            let c = assignment[i];
+            let c = assign[i];
             counts[c] += 1;
-            for (s, x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
-                *s += *x as f64;
+            for (acc, x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
+                *acc += *x as f64;
             }
         }
+        let mut moved = vec![0f32; k];
         for c in 0..k {
             if counts[c] == 0 {
-                continue; // an empty list keeps its center
+                continue;
             }
-            for j in 0..dim {
-                centers[c * dim + j] = (sums[c * dim + j] / counts[c] as f64) as f32;
+            let mut next: Vec<f32> = (0..dim).map(|j| (sums[c * dim + j] / counts[c] as f64) as f32).collect();
+            if spherical {
+                normalize_rows(&mut next, dim);
             }
+            moved[c] = dist(&centers[c * dim..(c + 1) * dim], &next);
+            centers[c * dim..(c + 1) * dim].copy_from_slice(&next);
         }
-        if spherical {
-            normalize_rows(&mut centers, dim);
+        for i in 0..n {
+            for c in 0..k {
+                let l = &mut lower[i * k + c];
+                *l = (*l - moved[c]).max(0.0);
+            }
+            upper[i] += moved[assign[i]];
         }
-        if changed == 0 {
+        if changed == 0 && moved.iter().all(|m| *m == 0.0) {
             break;
         }
     }
-    centers
 }
 
 /// The center nearest to `v`: least L2 distance, or, spherical, greatest
@@ -166,6 +241,32 @@ mod tests {
             assert!((n - 1.0).abs() < 1e-5, "{c:?}");
         }
         assert_eq!(kmeans(&[], 2, 3, false, 5, 1), vec![0.0; 6]);
+    }
+
+    #[test]
+    fn converged_centers_are_the_means_of_their_rows() {
+        // Elkan's skipped distances must not change the answer: at
+        // convergence every center is the mean of the rows nearest to it
+        let mut rng = crate::hnsw::SplitMix64(3);
+        let (n, dim, k) = (600, 6, 12);
+        let rows: Vec<f32> = (0..n * dim).map(|_| (rng.next_unit() * 10.0) as f32).collect();
+        let centers = kmeans(&rows, dim, k, false, 500, 11);
+        let mut sums = vec![0f64; k * dim];
+        let mut counts = vec![0usize; k];
+        for r in rows.chunks_exact(dim) {
+            let c = nearest_center(&centers, dim, r, false);
+            counts[c] += 1;
+            for (s, x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(r) {
+                *s += *x as f64;
+            }
+        }
+        for c in 0..k {
+            assert!(counts[c] > 0);
+            for j in 0..dim {
+                let mean = sums[c * dim + j] / counts[c] as f64;
+                assert!((mean - centers[c * dim + j] as f64).abs() < 1e-3, "center {c}: {mean} vs {}", centers[c * dim + j]);
+            }
+        }
     }
 
     #[test]

@@ -11,9 +11,10 @@ use quiver_core::hnsw::SplitMix64;
 use quiver_core::ivf;
 use quiver_core::space::{distance_raw, from_f32, normalize_raw, to_f32, AlignedBytes, ElementKind, Metric};
 
-/// Rows sampled per list for k-means, as pgvector samples.
+/// Rows sampled for k-means, as pgvector samples: 50 per list, at least 10,000.
 const SAMPLES_PER_LIST: usize = 50;
-const KMEANS_ITERATIONS: usize = 50;
+const MIN_SAMPLES: usize = 10_000;
+const KMEANS_ITERATIONS: usize = 100;
 
 /// The index's shape from its column, opclass and `lists` option.
 pub fn new_meta(index: pg_sys::Relation) -> IvfMeta {
@@ -163,9 +164,8 @@ unsafe extern "C-unwind" fn filing_callback(
     let Some(v) = stored_value(unsafe { *values }, &st.meta) else { return };
     let list = nearest_list(&st.meta, &st.centers, v.as_bytes());
     let entry = layout::entry_item(unsafe { &*tid }, v.as_bytes());
-    let (first, last) = st.lists[list];
-    let (first, last) = super::insert::append(st.index, first, last, &entry, None);
-    st.lists[list] = (first, last);
+    let (first, insert) = st.lists[list];
+    st.lists[list] = super::insert::append(st.index, first, insert, &entry, None);
     st.done += 1;
     if st.done % 1024 == 0 {
         // SAFETY: progress reporting only writes this backend's status slot.
@@ -227,7 +227,7 @@ fn write_skeleton(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, mut m
     meta
 }
 
-/// Rewrites every directory item's first and last entry block.
+/// Rewrites every directory item's first and insert entry block.
 fn write_directory_chains(index: pg_sys::Relation, meta: &IvfMeta, lists: &[(u32, u32)]) {
     let mut i = 0;
     for block in meta.directory_first..=meta.directory_last {
@@ -258,7 +258,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         meta,
         rows: Vec::new(),
         width,
-        cap: (lists * SAMPLES_PER_LIST).max(lists),
+        cap: (lists * SAMPLES_PER_LIST).max(MIN_SAMPLES),
         seen: 0,
         rng: SplitMix64(0x5eed_1f1a),
     };
@@ -287,6 +287,18 @@ pub unsafe extern "C-unwind" fn ambuild(
         .set_detail("This will cause low recall.")
         .set_hint("Drop the index until the table has more data.")
         .report(pgrx::PgLogLevel::NOTICE);
+    }
+    // k-means keeps a lower bound per sampled row and list: refuse, as
+    // pgvector does, what maintenance_work_mem cannot hold
+    let needed = sample.rows.len() * 4 + ivf::kmeans_memory(sampled, width, lists);
+    // SAFETY: a plain read of a GUC (kB).
+    let allowed = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
+    if needed > allowed {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("memory required is {} MB, maintenance_work_mem is {} MB", needed / (1024 * 1024) + 1, allowed / (1024 * 1024))
+        );
     }
     let spherical = meta.spherical();
     let centers_f32 = ivf::kmeans(&sample.rows, width, lists, spherical, KMEANS_ITERATIONS, 0x1f1a_5eed);

@@ -7,43 +7,52 @@ use super::layout::{self, IvfMeta};
 use crate::hnsw::page::{add_item, free_space, item, max_offset, nblocks, new_page, LockedBuffer, PageWrite};
 use pgrx::pg_sys;
 
-/// Appends `entry` to the list whose chain runs from `first` to `last`
-/// (InvalidBlockNumber when empty): on the last page when it has room,
-/// else on a new page linked after it. `directory`, when given, is the
-/// list's directory item (block, offset), exclusively locked by the caller's
-/// `dir` buffer, and is updated in the same WAL record. Returns the chain's
-/// new ends.
+/// Adds `entry` to the list whose chain starts at `first`, on the first
+/// page from `insert` on with room (VACUUM moves `insert` back to the
+/// earliest page it freed room on), else on a new page linked at the end.
+/// `directory`, when given, is the list's directory item (buffer locked
+/// exclusively by the caller, offset), updated in the same WAL record when
+/// the insert page moves. Returns the chain's first and insert pages.
 pub fn append(
     index: pg_sys::Relation,
     first: u32,
-    last: u32,
+    insert: u32,
     entry: &[u8],
-    directory: Option<(LockedBuffer, u16)>,
+    mut directory: Option<(LockedBuffer, u16)>,
 ) -> (u32, u32) {
     let invalid = pg_sys::InvalidBlockNumber;
-    let last_buf = (last != invalid).then(|| LockedBuffer::read(index, last, true));
-    if let Some(b) = &last_buf {
-        if free_space(b.page()) >= layout::needs(entry.len()) {
-            let b = last_buf.expect("checked");
-            drop(directory); // the chain's ends do not change
+    let need = layout::needs(entry.len());
+    let mut block = insert;
+    let mut tail: Option<LockedBuffer> = None;
+    while block != invalid {
+        let b = LockedBuffer::read(index, block, true);
+        if free_space(b.page()) >= need {
             let mut w = PageWrite::start(index);
+            if block != insert {
+                if let Some((dir_buf, offset)) = directory.take() {
+                    set_directory(index, &mut w, dir_buf, offset, first, block);
+                }
+            }
             let p = w.register(b, false);
             add_item(p, entry).expect("room checked under the lock");
             w.finish();
-            return (first, last);
+            return (first, block);
         }
+        let next = layout::next_block(b.page());
+        if next == invalid {
+            tail = Some(b);
+            break;
+        }
+        block = next; // `b` is released here: one entry page held at a time
     }
     let fresh = new_page(index);
     let new_block = fresh.block();
+    let first_now = if first == invalid { new_block } else { first };
     let mut w = PageWrite::start(index);
     if let Some((dir_buf, offset)) = directory {
-        let p = w.register(dir_buf, false);
-        let Some(it) = item(p, offset) else { layout::corrupted(index, "directory item vanished") };
-        let first_now = if first == invalid { new_block } else { first };
-        it[..4].copy_from_slice(&first_now.to_le_bytes());
-        it[4..8].copy_from_slice(&new_block.to_le_bytes());
+        set_directory(index, &mut w, dir_buf, offset, first_now, new_block);
     }
-    if let Some(b) = last_buf {
+    if let Some(b) = tail {
         let p = w.register(b, false);
         layout::set_next(p, new_block);
     }
@@ -51,7 +60,44 @@ pub fn append(
     layout::init_entry_page(p);
     add_item(p, entry).expect("an entry fits an empty page (checked at build)");
     w.finish();
-    (if first == invalid { new_block } else { first }, new_block)
+    (first_now, new_block)
+}
+
+fn set_directory(index: pg_sys::Relation, w: &mut PageWrite, dir_buf: LockedBuffer, offset: u16, first: u32, insert: u32) {
+    let p = w.register(dir_buf, false);
+    let Some(it) = item(p, offset) else { layout::corrupted(index, "directory item vanished") };
+    it[..4].copy_from_slice(&first.to_le_bytes());
+    it[4..8].copy_from_slice(&insert.to_le_bytes());
+}
+
+/// After VACUUM: each list's inserts start again at the earliest page of
+/// its chain with room for a row, so freed space is used before the index
+/// grows.
+fn rewind_insert_pages(index: pg_sys::Relation, meta: &IvfMeta) {
+    let need = layout::needs(layout::ENTRY_HEADER + meta.vector_bytes as usize);
+    for l in layout::read_directory(index, meta) {
+        pgrx::check_for_interrupts!();
+        let mut block = l.first;
+        let mut roomy = None;
+        while block != pg_sys::InvalidBlockNumber {
+            let b = LockedBuffer::read(index, block, false);
+            if free_space(b.page()) >= need {
+                roomy = Some(block);
+                break;
+            }
+            block = layout::next_block(b.page());
+        }
+        let Some(roomy) = roomy else { continue };
+        let dir = LockedBuffer::read(index, l.block, true);
+        let Some(it) = item(dir.page(), l.offset) else { layout::corrupted(index, "directory item vanished") };
+        let (first, insert, _) = layout::parse_directory_item(it);
+        if insert == roomy {
+            continue;
+        }
+        let mut w = PageWrite::start(index);
+        set_directory(index, &mut w, dir, l.offset, first, roomy);
+        w.finish();
+    }
 }
 
 #[pgrx::pg_guard]
@@ -78,8 +124,8 @@ pub unsafe extern "C-unwind" fn aminsert(
     // The chain's ends as they are now, under the directory page's lock.
     let dir = LockedBuffer::read(index, target.block, true);
     let Some(it) = item(dir.page(), target.offset) else { layout::corrupted(index, "directory item vanished") };
-    let (first, last, _) = layout::parse_directory_item(it);
-    append(index, first, last, &entry, Some((dir, target.offset)));
+    let (first, insert, _) = layout::parse_directory_item(it);
+    append(index, first, insert, &entry, Some((dir, target.offset)));
     false
 }
 
@@ -140,6 +186,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         kept += (1..=max_offset(p)).filter(|o| item(p, *o).is_some()).count() as f64;
         w.finish();
         removed += dead.len() as f64;
+    }
+    if removed > 0.0 {
+        rewind_insert_pages(index, &meta);
     }
     // SAFETY: stats is ours.
     unsafe {

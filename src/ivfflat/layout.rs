@@ -4,7 +4,9 @@
 //! block 0        meta: magic "QIVF", version, kind, metric, dims, lists,
 //!                center bytes, first and last directory block
 //! blocks 1..=D   directory: one item per list, in list order:
-//!                first entry block u32 | last entry block u32 | center
+//!                first entry block u32 | insert block u32 | center
+//!                (inserts go to the first page from the insert block on
+//!                with room; VACUUM moves it back to freed room)
 //! later blocks   entries of one list, chained through the page's special
 //!                space (next block, or InvalidBlockNumber): one item per
 //!                row: heap block u32 | heap offset u16 | 2 pad | vector
@@ -103,7 +105,7 @@ pub fn read_meta(index: pg_sys::Relation) -> IvfMeta {
 pub struct ListEntry {
     pub block: u32,
     pub offset: u16,
-    /// First entry block (the last is read under the directory page's lock when needed).
+    /// First entry block (the insert block is read under the directory page's lock when needed).
     pub first: u32,
     pub center: Vec<u8>,
 }
