@@ -294,7 +294,7 @@ fn next_rescored(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> Option<(f32
 ///
 /// # Safety
 /// `index` must be an open relation.
-unsafe fn count_index_scan(index: pg_sys::Relation) {
+pub(crate) unsafe fn count_index_scan(index: pg_sys::Relation) {
     #[cfg(any(feature = "pg13", feature = "pg14"))]
     // SAFETY: pgstat_info is NULL or the relation's live stats entry.
     unsafe {

@@ -143,6 +143,8 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     let index = unsafe { (*scan).indexRelation };
     if !st.started {
         st.started = true;
+        // SAFETY: the index relation is open for the scan.
+        unsafe { crate::hnsw::scan::count_index_scan(index) };
         start(index, st);
     }
     loop {
