@@ -53,10 +53,11 @@ pub fn kmeans(rows: &[f32], dim: usize, k: usize, spherical: bool, iterations: u
     centers
 }
 
-/// Bytes `kmeans` needs besides the rows: centers twice, the per-row lower
-/// bounds of Elkan's algorithm (rows x centers) and the center distances.
+/// Bytes `kmeans` needs besides the rows: the centers (f32), their sums
+/// (f64), the per-row lower bounds of Elkan's algorithm (rows x centers)
+/// and the center distances.
 pub fn kmeans_memory(rows: usize, dim: usize, k: usize) -> usize {
-    4 * (2 * k * dim + rows * k + k * k + 3 * rows + 2 * k)
+    4 * k * dim + 8 * k * dim + 4 * (rows * k + k * k + 3 * rows + 2 * k)
 }
 
 /// Lloyd's iterations, with Elkan's bounds (the triangle inequality on L2

@@ -138,12 +138,64 @@ unsafe extern "C-unwind" fn sample_callback(
     }
 }
 
+/// The second pass: rows gathered per list until a page is full, then
+/// written as a whole page (one full-page WAL record per page instead of a
+/// record per row).
 struct Filing {
     meta: IvfMeta,
     centers: Vec<Vec<u8>>,
-    lists: Vec<(u32, u32)>,
+    /// Per list: first and last page written, and the rows waiting for the next page.
+    lists: Vec<(u32, u32, Vec<Vec<u8>>, usize)>,
     index: pg_sys::Relation,
     done: u64,
+    /// Bytes gathered across lists, held under half of maintenance_work_mem.
+    pending: usize,
+    budget: usize,
+}
+
+impl Filing {
+    fn flush(&mut self, list: usize) {
+        let (first, last, pending, _) = &mut self.lists[list];
+        if pending.is_empty() {
+            return;
+        }
+        let index = self.index;
+        let fresh = crate::hnsw::page::new_page(index);
+        let block = fresh.block();
+        let mut w = PageWrite::start(index);
+        if *last != pg_sys::InvalidBlockNumber {
+            let p = w.register(LockedBuffer::read(index, *last, true), false);
+            layout::set_next(p, block);
+        }
+        let p = w.register(fresh, true);
+        layout::init_entry_page(p);
+        for e in pending.drain(..) {
+            add_item(p, &e).expect("rows gathered to fit one page");
+        }
+        w.finish();
+        if *first == pg_sys::InvalidBlockNumber {
+            *first = block;
+        }
+        *last = block;
+        self.pending -= self.lists[list].3;
+        self.lists[list].3 = 0;
+    }
+
+    fn add(&mut self, list: usize, entry: Vec<u8>) {
+        let room = max_item_size() + std::mem::size_of::<pg_sys::ItemIdData>() - layout::SPECIAL_SIZE;
+        if self.lists[list].3 + layout::needs(entry.len()) > room {
+            self.flush(list);
+        }
+        self.lists[list].3 += layout::needs(entry.len());
+        self.pending += layout::needs(entry.len());
+        self.lists[list].2.push(entry);
+        if self.pending > self.budget {
+            // many lists, little memory: write what each list has gathered
+            for l in 0..self.lists.len() {
+                self.flush(l);
+            }
+        }
+    }
 }
 
 #[pgrx::pg_guard]
@@ -163,9 +215,7 @@ unsafe extern "C-unwind" fn filing_callback(
     }
     let Some(v) = stored_value(unsafe { *values }, &st.meta) else { return };
     let list = nearest_list(&st.meta, &st.centers, v.as_bytes());
-    let entry = layout::entry_item(unsafe { &*tid }, v.as_bytes());
-    let (first, insert) = st.lists[list];
-    st.lists[list] = super::insert::append(st.index, first, insert, &entry, None);
+    st.add(list, layout::entry_item(unsafe { &*tid }, v.as_bytes()));
     st.done += 1;
     if st.done % 1024 == 0 {
         // SAFETY: progress reporting only writes this backend's status slot.
@@ -278,6 +328,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         )
     };
     let sampled = sample.rows.len() / width.max(1);
+    // SAFETY: a plain read of a GUC (kB).
+    let allowed = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
     if sampled < lists {
         pgrx::pg_sys::panic::ErrorReport::new(
             pgrx::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -288,29 +340,49 @@ pub unsafe extern "C-unwind" fn ambuild(
         .set_hint("Drop the index until the table has more data.")
         .report(pgrx::PgLogLevel::NOTICE);
     }
-    // k-means keeps a lower bound per sampled row and list: refuse, as
-    // pgvector does, what maintenance_work_mem cannot hold
-    let needed = sample.rows.len() * 4 + ivf::kmeans_memory(sampled, width, lists);
-    // SAFETY: a plain read of a GUC (kB).
-    let allowed = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
-    if needed > allowed {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("memory required is {} MB, maintenance_work_mem is {} MB", needed / (1024 * 1024) + 1, allowed / (1024 * 1024))
-        );
-    }
     let spherical = meta.spherical();
-    let centers_f32 = ivf::kmeans(&sample.rows, width, lists, spherical, KMEANS_ITERATIONS, 0x1f1a_5eed);
+    let centers_f32 = if sampled <= lists {
+        // no more rows than lists: each row is its own center (k-means would
+        // end there), the other centers the origin
+        let mut c = sample.rows.clone();
+        if spherical {
+            for r in c.chunks_exact_mut(width) {
+                let n = r.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                if n > 0.0 {
+                    r.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
+                }
+            }
+        }
+        c.resize(lists * width, 0.0);
+        c
+    } else {
+        // k-means keeps a lower bound per sampled row and list: refuse, as
+        // pgvector does, what maintenance_work_mem cannot hold
+        let needed = sample.rows.len() * 4 + ivf::kmeans_memory(sampled, width, lists);
+        if needed > allowed {
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "memory required is {} MB, maintenance_work_mem is {} MB",
+                    needed / (1024 * 1024) + 1,
+                    allowed / (1024 * 1024)
+                )
+            );
+        }
+        ivf::kmeans(&sample.rows, width, lists, spherical, KMEANS_ITERATIONS, 0x1f1a_5eed)
+    };
     drop(sample);
     let centers: Vec<Vec<u8>> = centers_f32.chunks_exact(width).map(|c| center_bytes(&meta, c)).collect();
     let meta = write_skeleton(index, pg_sys::ForkNumber::MAIN_FORKNUM, meta, &centers);
     let mut filing = Filing {
         meta,
         centers,
-        lists: vec![(pg_sys::InvalidBlockNumber, pg_sys::InvalidBlockNumber); lists],
+        lists: (0..lists).map(|_| (pg_sys::InvalidBlockNumber, pg_sys::InvalidBlockNumber, Vec::new(), 0)).collect(),
         index,
         done: 0,
+        pending: 0,
+        budget: allowed / 2,
     };
     // SAFETY: as above.
     unsafe {
@@ -326,7 +398,11 @@ pub unsafe extern "C-unwind" fn ambuild(
             std::ptr::null_mut(),
         );
     }
-    write_directory_chains(index, &meta, &filing.lists);
+    for list in 0..lists {
+        filing.flush(list);
+    }
+    let chains: Vec<(u32, u32)> = filing.lists.iter().map(|(f, l, _, _)| (*f, *l)).collect();
+    write_directory_chains(index, &meta, &chains);
     // SAFETY: palloc0 returns a zeroed IndexBuildResult we fill for Postgres.
     unsafe {
         let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;

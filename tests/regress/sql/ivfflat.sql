@@ -68,3 +68,9 @@ SET ivfflat.probes = 0;
 SET ivfflat.max_probes = 0;
 SET ivfflat.iterative_scan = strict_order;
 DROP TABLE ivf3;
+-- k-means that would outgrow maintenance_work_mem is refused, as in pgvector
+CREATE TABLE ivf4 AS SELECT ARRAY[i, i % 7, i % 11]::vector(3) AS v FROM generate_series(1, 2000) i;
+SET maintenance_work_mem = '1MB';
+CREATE INDEX ON ivf4 USING ivfflat (v vector_l2_ops) WITH (lists = 1000);
+RESET maintenance_work_mem;
+DROP TABLE ivf4;
