@@ -20,18 +20,22 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 from vectors import embedding_like, text  # noqa: E402
 
 
-def setup(dsn_admin, db, ext, data, lists):
-    with psycopg.connect(dsn_admin, autocommit=True) as a:
-        a.execute(f"DROP DATABASE IF EXISTS {db}")
-        a.execute(f"CREATE DATABASE {db}")
+def setup(dsn_admin, db, ext, data, lists, reuse):
     dsn = dsn_admin.replace("dbname=postgres", f"dbname={db}")
+    with psycopg.connect(dsn_admin, autocommit=True) as a:
+        exists = a.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        if not (reuse and exists):
+            a.execute(f"DROP DATABASE IF EXISTS {db}")
+            a.execute(f"CREATE DATABASE {db}")
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(f"CREATE EXTENSION {ext}")
+                c.execute(f"CREATE TABLE items (id int, embedding vector({data.shape[1]}))")
+                with c.cursor().copy("COPY items FROM STDIN") as cp:
+                    for i, v in enumerate(data):
+                        cp.write_row((i, text(v)))
+                c.execute("VACUUM ANALYZE items")
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"CREATE EXTENSION {ext}")
-        c.execute(f"CREATE TABLE items (id int, embedding vector({data.shape[1]}))")
-        with c.cursor().copy("COPY items FROM STDIN") as cp:
-            for i, v in enumerate(data):
-                cp.write_row((i, text(v)))
-        c.execute("VACUUM ANALYZE items")
+        c.execute("DROP INDEX IF EXISTS items_ivf")
         c.execute("CHECKPOINT")
         t0 = time.time()
         c.execute(f"CREATE INDEX items_ivf ON items USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})")
@@ -60,6 +64,7 @@ def main():
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--probes", default="1,10,20")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--reuse", action="store_true", help="keep the loaded tables of an earlier run")
     args = ap.parse_args()
     admin = f"host=127.0.0.1 port={args.port} user=postgres dbname=postgres"
     data = embedding_like(args.rows, args.dim, seed=1)
@@ -69,7 +74,7 @@ def main():
         have_pgvector = a.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector' "
                                   "AND comment NOT LIKE 'quiver%'").fetchone() is not None
     contenders = {"quiver": "quiver"} | ({"pgvector": "vector"} if have_pgvector else {})
-    built = {name: setup(admin, f"ivfbench_{name}", ext, data, args.lists) for name, ext in contenders.items()}
+    built = {name: setup(admin, f"ivfbench_{name}", ext, data, args.lists, args.reuse) for name, ext in contenders.items()}
     rows = []
     for probes in [int(p) for p in args.probes.split(",")]:
         qps = {n: [] for n in contenders}
