@@ -34,3 +34,38 @@ def test_ivfflat_scans_count_in_pg_stat_user_indexes(db):
     while idx_scan(db, "t_v_ivf") != before + 2 and time.time() < deadline:
         time.sleep(0.2)
     assert idx_scan(db, "t_v_ivf") == before + 2
+
+
+def test_build_phases_are_named_in_pg_stat_progress_create_index(db):
+    """A second session watches both builds; every phase it sees has a
+    name, and the long ones (loading, linking, k-means) are seen."""
+    import threading
+
+    import psycopg
+
+    db.execute("CREATE TABLE big (v vector(32))")
+    db.execute("INSERT INTO big SELECT array_agg(random())::vector FROM generate_series(1, 32 * 60000) g GROUP BY g % 60000")
+    seen, stop = set(), threading.Event()
+
+    def watch():
+        with psycopg.connect(db.info.dsn, autocommit=True) as c:
+            while not stop.is_set():
+                for (phase,) in c.execute("SELECT phase FROM pg_stat_progress_create_index"):
+                    seen.add(phase)
+                time.sleep(0.005)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        db.execute("CREATE INDEX ON big USING hnsw (v vector_l2_ops)")
+        db.execute("CREATE INDEX ON big USING ivfflat (v vector_l2_ops) WITH (lists = 200)")
+    finally:
+        stop.set()
+        w.join()
+    names = {"initializing", "loading tuples", "linking the graph", "writing pages",
+             "performing k-means", "assigning tuples"}
+    assert seen, "no build was seen"
+    allowed = {"initializing"} | {"building index: " + n for n in names}
+    assert seen <= allowed, seen
+    assert "building index: linking the graph" in seen, seen
+    assert {"building index: performing k-means", "building index: assigning tuples"} & seen, seen

@@ -16,6 +16,28 @@ use quiver_core::quantize::{BinaryCodec, Quantization};
 use quiver_core::space::{to_f32, ElementKind, FlatVectors, IndexElement, Metric};
 use std::io::{BufReader, BufWriter, Read, Write};
 
+// Build phases in pg_stat_progress_create_index ("building index: <name>");
+// Postgres itself reports 1, "initializing", before calling ambuild.
+const PHASE_LOAD: i64 = 2;
+const PHASE_LINK: i64 = 3;
+const PHASE_WRITE: i64 = 4;
+const PHASE_INSERT_SPILLED: i64 = 5;
+
+/// The name of a build phase, for `pg_stat_progress_create_index`.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_LOAD => c"loading tuples",
+        PHASE_LINK => c"linking the graph",
+        PHASE_WRITE => c"writing pages",
+        PHASE_INSERT_SPILLED => c"inserting tuples beyond maintenance_work_mem",
+        _ => return std::ptr::null_mut(),
+    };
+    // Postgres only reads the name; static strings outlive every call.
+    name.as_ptr() as *mut std::ffi::c_char
+}
+
 /// Index shape from the relation: options, opclass and column dimensions.
 pub fn new_meta(index: pg_sys::Relation) -> Meta {
     // SAFETY: an index relation has a tuple descriptor with at least one attribute.
@@ -454,7 +476,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     // SAFETY: the callback receives `st` back as its state pointer; the scan
     // runs synchronously within this call.
     unsafe {
-        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 1);
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_LOAD);
         // The scan's own count of the table's live tuples becomes the
         // table's reltuples: the callback only sees the rows a partial
         // index's predicate admits, and counting those made the planner
@@ -470,7 +492,7 @@ pub unsafe extern "C-unwind" fn ambuild(
             std::ptr::null_mut(),
         );
         st.heap_tuples = table_tuples;
-        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 2);
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_LINK);
         pg_sys::pgstat_progress_update_param(
             pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL as i32,
             (st.tids.len() + st.spill.as_ref().map(|s| s.count).unwrap_or(0)) as i64,
@@ -512,7 +534,8 @@ pub unsafe extern "C-unwind" fn ambuild(
             }
         };
     let linked = started.elapsed();
-    unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 3) };
+    // SAFETY: progress reporting only writes this backend's status slot.
+    unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE) };
     write_pages(index, &st, &links, &levels, entry, codec.as_ref());
     let written = started.elapsed();
     pgrx::debug1!(
@@ -527,6 +550,8 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     let mut spilled = 0.0;
     if let Some(mut spill) = st.spill.take() {
+        // SAFETY: as above.
+        unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_INSERT_SPILLED) };
         let mut r = spill.reader();
         let mut head = [0u8; 6];
         let mut v = vec![0u8; vector_bytes];

@@ -128,6 +128,7 @@ pg_function!(hnswhandler, |_a| {
         (*r).amvacuumcleanup = Some(vacuum::amvacuumcleanup);
         (*r).amcostestimate = Some(cost::amcostestimate);
         (*r).amoptions = Some(options::amoptions);
+        (*r).ambuildphasename = Some(build::ambuildphasename);
         (*r).amvalidate = Some(amvalidate);
         (*r).ambeginscan = Some(scan::ambeginscan);
         (*r).amrescan = Some(scan::amrescan);

@@ -16,6 +16,24 @@ const SAMPLES_PER_LIST: usize = 50;
 const MIN_SAMPLES: usize = 10_000;
 const KMEANS_ITERATIONS: usize = 100;
 
+// Build phases in pg_stat_progress_create_index, named as pgvector names
+// them; Postgres reports 1, "initializing", before ambuild (our sampling pass).
+const PHASE_KMEANS: i64 = 2;
+const PHASE_ASSIGN: i64 = 3;
+
+/// The name of a build phase, for `pg_stat_progress_create_index`.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_KMEANS => c"performing k-means",
+        PHASE_ASSIGN => c"assigning tuples",
+        _ => return std::ptr::null_mut(),
+    };
+    // Postgres only reads the name; static strings outlive every call.
+    name.as_ptr() as *mut std::ffi::c_char
+}
+
 /// The index's shape from its column, opclass and `lists` option.
 pub fn new_meta(index: pg_sys::Relation) -> IvfMeta {
     // SAFETY: an index relation has a tuple descriptor with one attribute.
@@ -341,6 +359,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         .report(pgrx::PgLogLevel::NOTICE);
     }
     let spherical = meta.spherical();
+    // SAFETY: progress reporting only writes this backend's status slot.
+    unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_KMEANS) };
     let centers_f32 = if sampled <= lists {
         // no more rows than lists: each row is its own center (k-means would
         // end there), the other centers the origin
@@ -386,7 +406,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     };
     // SAFETY: as above.
     unsafe {
-        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, 2);
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_ASSIGN);
         pg_sys::table_index_build_scan(
             heap,
             index,

@@ -161,6 +161,7 @@ pg_function!(ivfflathandler, |_a| {
         (*r).amvacuumcleanup = Some(insert::amvacuumcleanup);
         (*r).amcostestimate = Some(amcostestimate);
         (*r).amoptions = Some(amoptions);
+        (*r).ambuildphasename = Some(build::ambuildphasename);
         (*r).amvalidate = Some(amvalidate);
         (*r).ambeginscan = Some(scan::ambeginscan);
         (*r).amrescan = Some(scan::amrescan);
