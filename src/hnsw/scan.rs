@@ -196,6 +196,17 @@ fn next_batch(st: &mut ScanState) {
         st.exhausted = true;
         return;
     }
+    // A scan that stops after this batch also returns the rows tied with
+    // its farthest result, up to 9 per result at that distance: pgvector
+    // keeps up to 10 rows of one vector in one element, so with identical
+    // vectors its scans return that many per element found.
+    if options::iterative_scan() == IterativeScan::Off && !st.rescoring && !st.no_query {
+        if let Some(worst) = batch.last().map(|c| c.distance) {
+            let at_worst = batch.iter().filter(|c| c.distance == worst).count();
+            let mut ties = r.take_ties(worst, at_worst * (DUPLICATES_PER_ELEMENT - 1));
+            batch.append(&mut ties);
+        }
+    }
     // Code order is not the order returned when rescoring: keep them all.
     let strict = options::iterative_scan() == IterativeScan::StrictOrder && !st.rescoring;
     for c in batch {
@@ -208,6 +219,9 @@ fn next_batch(st: &mut ScanState) {
         }
     }
 }
+
+/// Rows pgvector keeps in one element when their vectors are identical.
+const DUPLICATES_PER_ELEMENT: usize = 10;
 
 /// Beam of the graph walk and candidates per batch. Without rescoring both
 /// are `hnsw.ef_search`. Rescoring scans take `oversampling x ef_search`

@@ -52,6 +52,25 @@ impl<N: Copy + Eq + Hash + Ord> Resumable<N> {
         out
     }
 
+    /// Up to `n` accepted nodes the search measured but did not return whose
+    /// distance is exactly `distance`, without expanding anything. A batch
+    /// keeps the `ef` nearest, so nodes tied with its farthest one wait
+    /// here; a scan returns them as pgvector returns the up to 10 rows it
+    /// keeps in one element for identical vectors.
+    pub fn take_ties(&mut self, distance: f32, n: usize) -> Vec<Candidate<N>> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.spare.peek() {
+                Some(Reverse(c)) if c.distance.total_cmp(&distance).is_eq() => {
+                    out.push(*c);
+                    self.spare.pop();
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
     /// The next up-to-`ef` nearest accepted nodes, nearest first; empty when
     /// the reachable graph is exhausted.
     pub fn next_batch<G: Graph<Node = N> + QueryDistance<N>>(&mut self, graph: &mut G, ef: usize) -> Vec<Candidate<N>> {
@@ -148,5 +167,37 @@ mod tests {
         // on a line every batch is exact, so the whole sequence is ordered
         assert!(all.windows(2).all(|w| w[0].distance <= w[1].distance));
         assert_eq!(ids[0], 50);
+    }
+
+    /// Twenty nodes at one distance: a batch of 1 keeps one, the other 19
+    /// wait as ties, and only ties at exactly that distance are taken.
+    struct Star {
+        far: u32,
+    }
+    impl Graph for Star {
+        type Node = u32;
+        fn neighbors(&mut self, node: u32, _level: usize, out: &mut Vec<u32>) {
+            out.extend((0..=self.far).filter(|&n| n != node));
+        }
+    }
+    impl QueryDistance<u32> for Star {
+        fn distance(&mut self, node: u32) -> f32 {
+            if node == self.far { 1.0 } else { 0.0 }
+        }
+    }
+
+    #[test]
+    fn ties_with_the_farthest_result_wait_and_are_taken_only_at_that_distance() {
+        let mut g = Star { far: 20 };
+        let entry = [Candidate { distance: 0.0, node: 0 }];
+        let mut s = Resumable::new(&mut g, &entry);
+        let b = s.next_batch(&mut g, 1);
+        assert_eq!(b.len(), 1);
+        let ties = s.take_ties(0.0, 9);
+        assert_eq!(ties.len(), 9);
+        assert!(ties.iter().all(|c| c.distance == 0.0 && c.node != b[0].node));
+        assert_eq!(s.take_ties(0.0, 100).len(), 10);
+        assert!(s.take_ties(0.0, 100).is_empty(), "the node at distance 1 is no tie");
+        assert_eq!(s.take_measured(5).len(), 1);
     }
 }

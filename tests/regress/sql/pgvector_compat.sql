@@ -72,4 +72,29 @@ CREATE INDEX compat_p_partial ON compat_p USING hnsw (v vector_l2_ops) WHERE (c 
 SELECT relname, reltuples FROM pg_class WHERE relname IN ('compat_p', 'compat_p_partial') ORDER BY relname;
 EXPLAIN (COSTS OFF) SELECT i FROM compat_p WHERE c = 3 ORDER BY v <-> '[1,2,3]' LIMIT 20;
 
-DROP TABLE compat_v, compat_h, compat_b, compat_vb, compat_p;
+-- 20 identical vectors: a scan returns as many rows as pgvector's, which
+-- keeps up to 10 rows of one vector in one element (ties with the farthest
+-- of the ef_search results come back, up to 9 per result), built or inserted
+CREATE TABLE compat_d (v vector(3), h halfvec(3), b bit(3));
+INSERT INTO compat_d SELECT '[1,1,1]', '[1,1,1]', B'111' FROM generate_series(1, 20);
+CREATE INDEX compat_d_v ON compat_d USING hnsw (v vector_l2_ops);
+CREATE INDEX compat_d_h ON compat_d USING hnsw (h halfvec_l2_ops);
+CREATE INDEX compat_d_b ON compat_d USING hnsw (b bit_hamming_ops);
+SET enable_seqscan = off;
+SET hnsw.ef_search = 1;
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY v <-> '[1,1,1]') t;
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY h <-> '[1,1,1]') t;
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY b <~> B'111') t;
+SET hnsw.ef_search = 5;
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY v <-> '[1,1,1]') t;
+TRUNCATE compat_d;
+INSERT INTO compat_d SELECT '[1,1,1]', '[1,1,1]', B'111' FROM generate_series(1, 20);
+SET hnsw.ef_search = 1;
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY v <-> '[1,1,1]') t;
+-- only rows at exactly the farthest result's distance are ties
+INSERT INTO compat_d VALUES ('[1,1,2]', '[1,1,2]', B'110');
+SELECT count(*) FROM (SELECT * FROM compat_d ORDER BY v <-> '[1,1,2]') t;
+RESET hnsw.ef_search;
+RESET enable_seqscan;
+
+DROP TABLE compat_v, compat_h, compat_b, compat_vb, compat_p, compat_d;
