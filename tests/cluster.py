@@ -12,7 +12,9 @@ import time
 
 import psycopg
 
-PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+# QUIVER_PG_BIN points the tests at another installation of the same major
+# version (a developer's relocated copy beside the system one).
+PG_BIN = pathlib.Path(os.environ.get("QUIVER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def as_postgres(args: list[str], **kw) -> subprocess.CompletedProcess:

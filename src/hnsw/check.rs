@@ -61,17 +61,29 @@ struct Pass {
     meta: Meta,
     pages: u32,
     elements: HashMap<ItemRef, Element>,
-    /// structural problems, each described in full (the description is
-    /// also how two passes recognise the same problem)
-    problems: Vec<String>,
+    /// structural problems this read found (see `Finding`)
+    problems: Vec<Finding>,
     reached: usize,
     unreachable_live: HashSet<ItemRef>,
 }
 
+/// What a read found wrong. Findings within one item were read under its
+/// page's lock and are damage outright; findings that join two pages (a
+/// link and its target, the meta page and the entry point) may only show
+/// that the pages were read at different moments, and are confirmed by
+/// `confirm`, which reads both again under locks that exclude the writers.
+#[derive(Debug, Clone, PartialEq)]
+enum Finding {
+    /// a problem inside one element item
+    Item(String),
+    /// `from` links on `level` to `to`, which was missing or lower than `level`
+    Link { from: ItemRef, level: usize, to: ItemRef },
+    /// the entry point the meta page names is missing or of another level
+    Entry,
+}
+
 /// At most this many problems are collected per pass.
 const MAX_PROBLEMS: usize = 100;
-/// Reads of the index before transient findings are given up on.
-const MAX_PASSES: usize = 5;
 
 /// Reads every page (one share lock at a time) and checks what it read.
 fn read_pass(index: pg_sys::Relation) -> Pass {
@@ -101,29 +113,23 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
         }
     }
     let mut problems = Vec::new();
-    let mut report = |p: String| {
+    let mut report = |p: Finding| {
         if problems.len() < MAX_PROBLEMS {
             problems.push(p);
         }
     };
-    let mut max_level = 0;
     for (r, e) in &elements {
-        max_level = max_level.max(e.level);
         for (lv, list) in e.links.iter().enumerate() {
             for (i, t) in list.iter().enumerate() {
                 if t == r {
-                    report(format!("element ({},{}) links to itself on level {lv}", r.block, r.offset));
+                    report(Finding::Item(format!("element ({},{}) links to itself on level {lv}", r.block, r.offset)));
                 }
                 match elements.get(t) {
-                    None => report(format!("element ({},{}) links to missing ({},{})", r.block, r.offset, t.block, t.offset)),
-                    Some(te) if te.level < lv => report(format!(
-                        "element ({},{}) links on level {lv} to ({},{}) of level {}",
-                        r.block, r.offset, t.block, t.offset, te.level
-                    )),
-                    _ => {}
+                    Some(te) if te.level >= lv => {}
+                    _ => report(Finding::Link { from: *r, level: lv, to: *t }),
                 }
                 if list[..i].contains(t) {
-                    report(format!("element ({},{}) links twice to ({},{})", r.block, r.offset, t.block, t.offset));
+                    report(Finding::Item(format!("element ({},{}) links twice to ({},{})", r.block, r.offset, t.block, t.offset)));
                 }
             }
         }
@@ -131,18 +137,14 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
     let mut reached = 0usize;
     let mut unreachable_live = HashSet::new();
     match meta.entry {
-        None if !elements.is_empty() => report("elements exist but the entry point is empty".into()),
+        None if !elements.is_empty() => report(Finding::Item("elements exist but the entry point is empty".into())),
         None => {}
         Some((entry, level)) => match elements.get(&entry) {
-            None => report("entry point does not exist".into()),
             // An element above the entry point's level is not damage: an
             // insert places its element before it raises the entry point
             // (and a crash between the two leaves the graph searchable,
             // the element reached through its lower levels).
-            Some(e) if e.level != level as usize => {
-                report(format!("entry point has level {} (meta says {level}, highest is {max_level})", e.level))
-            }
-            _ => {
+            Some(e) if e.level == level as usize => {
                 let mut seen = HashSet::new();
                 let mut queue = VecDeque::from([entry]);
                 seen.insert(entry);
@@ -156,42 +158,94 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
                 reached = seen.iter().filter(|r| elements.contains_key(r)).count();
                 unreachable_live = elements.iter().filter(|(r, e)| !e.deleted && !seen.contains(r)).map(|(r, _)| *r).collect();
             }
+            _ => report(Finding::Entry),
         },
     }
     Pass { meta, pages, elements, problems, reached, unreachable_live }
 }
 
+/// Reads a finding's pages again, this time holding the meta page and then
+/// each page involved in share mode: every write that spans pages (placing
+/// an element with its first link) holds the meta page exclusively, and
+/// every other write changes one page at a time, so what these locks show
+/// is a state of the index that existed. Returns the damage, if it is real.
+fn confirm(index: pg_sys::Relation, shape: &ElementShape, finding: &Finding) -> Option<String> {
+    match finding {
+        Finding::Item(p) => Some(p.clone()),
+        Finding::Link { from, level, to } => {
+            let _meta = LockedBuffer::read(index, page::META_BLOCK, false);
+            let src = LockedBuffer::read(index, from.block, false);
+            let still_links = item(src.page(), from.offset).filter(|it| shape.validate(it).is_ok()).is_some_and(|it| {
+                let mut l = Vec::new();
+                if ElementShape::level(it) >= *level {
+                    shape.neighbors(it, *level, &mut l);
+                }
+                l.contains(to)
+            });
+            if !still_links {
+                return None;
+            }
+            // Pages are locked in the order meta, source, target; no writer
+            // waits for a page while holding another but under the meta lock.
+            let dst = (to.block != from.block).then(|| LockedBuffer::read(index, to.block, false));
+            let page_of_target = dst.as_ref().map(|b| b.page()).unwrap_or(src.page());
+            let target_level = item(page_of_target, to.offset).filter(|it| shape.validate(it).is_ok()).map(|it| ElementShape::level(it));
+            match target_level {
+                None => Some(format!("element ({},{}) links to missing ({},{})", from.block, from.offset, to.block, to.offset)),
+                Some(tl) if tl < *level => Some(format!(
+                    "element ({},{}) links on level {level} to ({},{}) of level {tl}",
+                    from.block, from.offset, to.block, to.offset
+                )),
+                Some(_) => None,
+            }
+        }
+        Finding::Entry => {
+            let meta_buf = LockedBuffer::read(index, page::META_BLOCK, false);
+            let meta = match page::meta_from_page(meta_buf.page()) {
+                Ok(m) => m,
+                Err(e) => return Some(format!("meta page: {e}")),
+            };
+            let (entry, level) = meta.entry?;
+            let buf = LockedBuffer::read(index, entry.block, false);
+            match item(buf.page(), entry.offset).filter(|it| shape.validate(it).is_ok()).map(|it| ElementShape::level(it)) {
+                None => Some("entry point does not exist".into()),
+                Some(l) if l != level as usize => Some(format!("entry point has level {l} (meta says {level})")),
+                Some(_) => None,
+            }
+        }
+    }
+}
+
 /// Checks the index. Pages are read one at a time while writers go on, so
 /// one read can see a link written after its target's page was read, or an
-/// element placed on a page read before its first link: such findings
-/// vanish on the next read. A finding is reported only when two reads in a
-/// row make it (real damage and real unreachable elements stay put; a write
-/// in flight is over in microseconds, a read of the index takes far longer).
+/// element placed on a page read before its first link. Structural
+/// findings are therefore confirmed under locks (`confirm`) before they
+/// are reported; unreachable elements are reported only when two reads in
+/// a row find them (a write in flight is over in microseconds, a read of
+/// the index takes far longer).
 pub fn check(oid: pg_sys::Oid) -> String {
     let index = open_hnsw(oid);
-    let mut pass = read_pass(index);
-    let mut passes = 1;
-    let mut unsettled = 0usize;
-    while !pass.problems.is_empty() || !pass.unreachable_live.is_empty() {
-        if passes == MAX_PASSES {
-            // every read found something else: writers too busy to tell;
-            // report nothing unconfirmed, but say so
-            unsettled = pass.problems.len();
-            pass.unreachable_live.clear();
-            break;
+    let confirm_all = |pass: &Pass| {
+        let shape = ElementShape { params: params_of(&pass.meta), vector_bytes: pass.meta.stored_bytes() };
+        for f in &pass.problems {
+            if let Some(damage) = confirm(index, &shape, f) {
+                page::corrupted(index, &damage);
+            }
         }
+    };
+    let mut pass = read_pass(index);
+    confirm_all(&pass);
+    let mut passes = 1;
+    // elements one read found unreachable and the next reached
+    let mut unsettled = 0usize;
+    if !pass.unreachable_live.is_empty() {
         let next = read_pass(index);
         passes += 1;
-        if let Some(p) = next.problems.iter().find(|p| pass.problems.contains(p)) {
-            page::corrupted(index, p);
-        }
+        confirm_all(&next);
         let confirmed: HashSet<ItemRef> = next.unreachable_live.intersection(&pass.unreachable_live).copied().collect();
-        let settled = next.problems.is_empty();
+        unsettled = pass.unreachable_live.len() - confirmed.len();
         pass = next;
-        if settled {
-            pass.unreachable_live = confirmed;
-            break;
-        }
+        pass.unreachable_live = confirmed;
     }
     let Pass { meta, pages, elements, reached, unreachable_live, .. } = pass;
     let deleted = elements.values().filter(|e| e.deleted).count();
