@@ -100,4 +100,8 @@ install_quiver() {
     else
         cargo pgrx install --release --sudo --pg-config "${PG_CONFIG}"
     fi) >&2
+    # Earlier releases' install scripts and the upgrade scripts between them
+    # (sql/releases, sql/upgrades): ALTER EXTENSION quiver UPDATE follows them.
+    as_root install -m 644 "${REPO}"/sql/releases/quiver--*.sql "${REPO}"/sql/upgrades/quiver--*--*.sql \
+        "$("${PG_CONFIG}" --sharedir)/extension/"
 }

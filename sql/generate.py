@@ -165,8 +165,35 @@ def files():
     }
 
 
+def upgrade_gaps():
+    """Releases in sql/releases from which no chain of sql/upgrades scripts
+    reaches the version in Cargo.toml (ALTER EXTENSION quiver UPDATE would
+    strand those databases)."""
+    import re
+    current = re.search(r'^version = "([^"]+)"', (HERE.parent / "Cargo.toml").read_text(), re.M).group(1)
+    steps = {}
+    for f in (HERE / "upgrades").glob("quiver--*--*.sql"):
+        a, b = f.name[len("quiver--"):-len(".sql")].split("--")
+        steps.setdefault(a, []).append(b)
+    gaps = []
+    for f in (HERE / "releases").glob("quiver--*.sql"):
+        start = f.name[len("quiver--"):-len(".sql")]
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in steps.get(todo.pop(), []):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        if current not in seen:
+            gaps.append(f"{start} -> {current}")
+    return gaps
+
+
 def main():
     check = "--check" in sys.argv[1:]
+    gaps = upgrade_gaps()
+    if gaps:
+        sys.exit(f"no upgrade path (add sql/upgrades/quiver--A--B.sql): {', '.join(gaps)}")
     stale = []
     for name, text in files().items():
         path = HERE / name
