@@ -43,7 +43,14 @@ mod tests {
     fn build_places_elements_where_page_add_item_puts_them() {
         // level-0 elements of a 384-dimension index, with upper-level ones
         // and odd sizes among them, across several pages
-        let sizes: Vec<usize> = (0..60).map(|i| match i % 7 { 0 => 1777, 3 => 2100, 5 => 13, _ => 1736 }).collect();
+        let sizes: Vec<usize> = (0..60)
+            .map(|i| match i % 7 {
+                0 => 1777,
+                3 => 2100,
+                5 => 13,
+                _ => 1736,
+            })
+            .collect();
         let mut actual = Vec::new();
         let (mut block, mut page) = (1u32, new_page());
         for &s in &sizes {

@@ -63,14 +63,8 @@ mod tests {
 
     #[pg_test]
     fn aggregates() {
-        assert_eq!(
-            text_of("SELECT avg(v)::text FROM (VALUES ('[1,2]'::vector), ('[3,6]')) t(v)"),
-            "[2,4]"
-        );
-        assert_eq!(
-            text_of("SELECT sum(v)::text FROM (VALUES ('[1,2]'::halfvec), ('[3,6]')) t(v)"),
-            "[4,8]"
-        );
+        assert_eq!(text_of("SELECT avg(v)::text FROM (VALUES ('[1,2]'::vector), ('[3,6]')) t(v)"), "[2,4]");
+        assert_eq!(text_of("SELECT sum(v)::text FROM (VALUES ('[1,2]'::halfvec), ('[3,6]')) t(v)"), "[4,8]");
         assert!(Spi::get_one::<String>("SELECT avg(v)::text FROM (SELECT '[1]'::vector WHERE false) t(v)")
             .unwrap()
             .is_none());
@@ -79,7 +73,9 @@ mod tests {
     #[pg_test]
     fn btree_order() {
         assert_eq!(
-            text_of("SELECT string_agg(v::text, ' ' ORDER BY v) FROM (VALUES ('[2]'::vector), ('[1,5]'), ('[1]')) t(v)"),
+            text_of(
+                "SELECT string_agg(v::text, ' ' ORDER BY v) FROM (VALUES ('[2]'::vector), ('[1,5]'), ('[1]')) t(v)"
+            ),
             "[1] [1,5] [2]"
         );
     }

@@ -28,14 +28,11 @@ macro_rules! pg_function {
 
         #[::pgrx::pg_guard]
         #[no_mangle]
-        pub unsafe extern "C-unwind" fn $name(
-            fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
-        ) -> ::pgrx::pg_sys::Datum {
+        pub unsafe extern "C-unwind" fn $name(fcinfo: ::pgrx::pg_sys::FunctionCallInfo) -> ::pgrx::pg_sys::Datum {
             // SAFETY: Postgres calls this entry point with a valid fcinfo whose
             // arguments match the SQL declaration in sql/*.sql.
             let $args = unsafe { $crate::fmgr::Args::new(fcinfo) };
-            let result: ::std::result::Result<::pgrx::pg_sys::Datum, ::quiver_core::error::VectorError> =
-                $body;
+            let result: ::std::result::Result<::pgrx::pg_sys::Datum, ::quiver_core::error::VectorError> = $body;
             match result {
                 Ok(datum) => datum,
                 Err(e) => $crate::fmgr::raise(e),
@@ -97,8 +94,7 @@ impl Args {
     pub fn cstr(&self, n: usize) -> &[u8] {
         // SAFETY: cstring arguments are NUL-terminated strings that live in
         // the caller's memory context for the duration of the call.
-        unsafe { std::ffi::CStr::from_ptr(self.datum(n).cast_mut_ptr::<std::ffi::c_char>()) }
-            .to_bytes()
+        unsafe { std::ffi::CStr::from_ptr(self.datum(n).cast_mut_ptr::<std::ffi::c_char>()) }.to_bytes()
     }
 }
 

@@ -163,7 +163,10 @@ pub fn reset(index: Option<pg_sys::Oid>) {
         if ix == 0 || s.database.load(Ordering::Acquire) != db || index.map(|i| u32::from(i) != ix).unwrap_or(false) {
             continue;
         }
-        for c in [&s.searches, &s.rows, &s.distances, &s.rescored, &s.errors, &s.latency_sum_us].into_iter().chain(s.buckets.iter()) {
+        for c in [&s.searches, &s.rows, &s.distances, &s.rescored, &s.errors, &s.latency_sum_us]
+            .into_iter()
+            .chain(s.buckets.iter())
+        {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -198,11 +201,12 @@ fn relation_size_nowait(oid: pg_sys::Oid) -> i64 {
             -1
         } else {
             let has_storage = matches!((*(*rel).rd_rel).relkind as u8, b'r' | b'i' | b'm' | b't');
-            let blocks = if has_storage && pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel), pg_sys::ForkNumber::MAIN_FORKNUM) {
-                pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) as i64
-            } else {
-                0
-            };
+            let blocks =
+                if has_storage && pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel), pg_sys::ForkNumber::MAIN_FORKNUM) {
+                    pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) as i64
+                } else {
+                    0
+                };
             pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
             blocks * pg_sys::BLCKSZ as i64
         };

@@ -53,9 +53,7 @@ pub(crate) fn require(write: bool) {
         (pg_sys::ROLE_PG_READ_SERVER_FILES, "pg_read_server_files")
     };
     // SAFETY: plain catalog lookups for the current user.
-    let ok = unsafe {
-        pg_sys::superuser() || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(role))
-    };
+    let ok = unsafe { pg_sys::superuser() || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(role)) };
     if !ok {
         fail(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -80,7 +78,9 @@ pub(crate) fn require_table_rights(relid: pg_sys::Oid, modes: &[u32], what: &str
                 pg_sys::aclcheck_error(r, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(relid));
             }
         }
-        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
             fail(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!("a table with row-level security cannot be {what} a snapshot"),
@@ -99,11 +99,13 @@ fn directory() -> PathBuf {
         }
     };
     if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
-        fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not create snapshot directory \"{}\": {e}", dir.display()));
+        fail(
+            PgSqlErrorCode::ERRCODE_IO_ERROR,
+            format!("could not create snapshot directory \"{}\": {e}", dir.display()),
+        );
     }
     dir
 }
-
 
 /// The path of snapshot `name`, after checking the name.
 pub(crate) fn path_for(name: &str) -> PathBuf {
@@ -127,19 +129,15 @@ pub(crate) fn path_for(name: &str) -> PathBuf {
 /// Opens an existing snapshot for reading, refusing symbolic links.
 pub(crate) fn open_existing(name: &str) -> std::fs::File {
     let path = path_for(name);
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                fail(PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("snapshot \"{name}\" does not exist"))
-            }
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                fail(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("snapshot \"{name}\" is a symbolic link"))
-            }
-            fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not open snapshot \"{name}\": {e}"))
-        })
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path).unwrap_or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            fail(PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("snapshot \"{name}\" does not exist"))
+        }
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            fail(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("snapshot \"{name}\" is a symbolic link"))
+        }
+        fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not open snapshot \"{name}\": {e}"))
+    })
 }
 
 pub(crate) fn corrupted(name: &str, e: SnapshotError) -> ! {
@@ -208,8 +206,12 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp.path)
-        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not create snapshot \"{name}\": {e}")));
-    let io = |e: std::io::Error| -> ! { fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}")) };
+        .unwrap_or_else(|e| {
+            fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not create snapshot \"{name}\": {e}"))
+        });
+    let io = |e: std::io::Error| -> ! {
+        fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}"))
+    };
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), manifest).unwrap_or_else(|e| io(e));
     let query = format!("SELECT id, embedding::real[], payload::text FROM {relation}");
     // The rows query reads through the active snapshot (SPI does, in a
@@ -219,7 +221,8 @@ fn write_snapshot(relation: &str, name: &str, manifest: &str) -> String {
     // SAFETY: registered here and unregistered below (or by the resource
     // owner on error).
     let snapshot = unsafe {
-        let s = if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+        let s =
+            if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
         pg_sys::RegisterSnapshot(s)
     };
     let rows = Spi::connect(|client| {
@@ -269,10 +272,7 @@ pub(crate) fn graph_sources(relation: &str) -> Vec<(pg_sys::Oid, pg_sys::Oid, u3
         .ok()
         .flatten()
         .unwrap_or_else(|| pgrx::error!("snapshot: no table {relation}"));
-    leaves(oid)
-        .into_iter()
-        .filter_map(|l| l.index.map(|i| (l.oid, i, l.shard)))
-        .collect()
+    leaves(oid).into_iter().filter_map(|l| l.index.map(|i| (l.oid, i, l.shard))).collect()
 }
 
 pub(crate) struct Leaf {
@@ -333,8 +333,9 @@ fn read_snapshot(name: &str) -> (String, u64, u32, u64) {
                     corrupted(name, e);
                 }
                 graph.finish().unwrap_or_else(|e| corrupted(name, SnapshotError::Malformed(e)));
-                let manifest = manifest_object(&manifest)
-                    .unwrap_or_else(|| corrupted(name, SnapshotError::Malformed("its manifest is not a JSON object".into())));
+                let manifest = manifest_object(&manifest).unwrap_or_else(|| {
+                    corrupted(name, SnapshotError::Malformed("its manifest is not a JSON object".into()))
+                });
                 return (manifest, rows, checksum, size);
             }
         }
@@ -372,7 +373,11 @@ fn list() -> String {
         .collect();
     names.sort();
     for name in names {
-        let Ok(mut file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(dir.join(format!("{name}{SUFFIX}"))) else {
+        let Ok(mut file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(format!("{name}{SUFFIX}")))
+        else {
             continue;
         };
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -431,12 +436,14 @@ fn import(name: &str, data: &[u8], append: bool) -> u64 {
         std::io::ErrorKind::AlreadyExists => {
             fail(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("snapshot \"{name}\" already exists"))
         }
-        std::io::ErrorKind::NotFound => fail(PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("snapshot \"{name}\" does not exist")),
+        std::io::ErrorKind::NotFound => {
+            fail(PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("snapshot \"{name}\" does not exist"))
+        }
         _ => fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}")),
     });
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}")));
+    f.write_all(data).and_then(|_| f.sync_all()).unwrap_or_else(|e| {
+        fail(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not write snapshot \"{name}\": {e}"))
+    });
     f.metadata().map(|m| m.len()).unwrap_or(0)
 }
 

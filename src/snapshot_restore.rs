@@ -100,28 +100,33 @@ impl Feed {
                     copy_tuple(&r, &mut self.out);
                 }
             }
-            Ok(Some(Record::Graph(payload))) => match decode(&payload).and_then(|part| self.check.add(&part).map(|_| part)) {
-                Ok(GraphPart::Header { shard, meta, center }) => {
-                    self.graphs.entry(shard).or_default().header = Some((meta, center));
-                }
-                Ok(GraphPart::Elements { shard, elements }) => {
-                    let g = self.graphs.entry(shard).or_default();
-                    if g.too_big {
-                        return;
+            Ok(Some(Record::Graph(payload))) => {
+                match decode(&payload).and_then(|part| self.check.add(&part).map(|_| part)) {
+                    Ok(GraphPart::Header { shard, meta, center }) => {
+                        self.graphs.entry(shard).or_default().header = Some((meta, center));
                     }
-                    g.bytes += elements.iter().map(|e| 64 + 8 * e.neighbors.iter().map(Vec::len).sum::<usize>()).sum::<usize>();
-                    // SAFETY: a plain GUC read (kB).
-                    if g.bytes > unsafe { pg_sys::maintenance_work_mem } as usize * 1024 {
-                        pgrx::notice!(
+                    Ok(GraphPart::Elements { shard, elements }) => {
+                        let g = self.graphs.entry(shard).or_default();
+                        if g.too_big {
+                            return;
+                        }
+                        g.bytes += elements
+                            .iter()
+                            .map(|e| 64 + 8 * e.neighbors.iter().map(Vec::len).sum::<usize>())
+                            .sum::<usize>();
+                        // SAFETY: a plain GUC read (kB).
+                        if g.bytes > unsafe { pg_sys::maintenance_work_mem } as usize * 1024 {
+                            pgrx::notice!(
                             "hnsw: not using the snapshot's graph of shard {shard} (it does not fit in maintenance_work_mem); building the index"
                         );
-                        *g = ShardGraph { too_big: true, ..Default::default() };
-                        return;
+                            *g = ShardGraph { too_big: true, ..Default::default() };
+                            return;
+                        }
+                        g.elements.extend(elements);
                     }
-                    g.elements.extend(elements);
+                    Err(e) => corrupted(&self.name, SnapshotError::Malformed(e)),
                 }
-                Err(e) => corrupted(&self.name, SnapshotError::Malformed(e)),
-            },
+            }
             Ok(Some(Record::End { .. })) => {
                 if let Err(e) = self.reader.next_record() {
                     corrupted(&self.name, e);
@@ -201,8 +206,16 @@ fn load(name: &str, relid: pg_sys::Oid) -> u64 {
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     FEED.with(|f| {
-        *f.borrow_mut() =
-            Some(Feed { name: name.to_owned(), reader, out, pos: 0, done: false, rows: 0, graphs: HashMap::new(), check: GraphCheck::default() })
+        *f.borrow_mut() = Some(Feed {
+            name: name.to_owned(),
+            reader,
+            out,
+            pos: 0,
+            done: false,
+            rows: 0,
+            graphs: HashMap::new(),
+            check: GraphCheck::default(),
+        })
     });
     let guard = FeedGuard;
     // SAFETY: the table was created by the caller's transaction, which
@@ -220,8 +233,16 @@ fn load(name: &str, relid: pg_sys::Oid) -> u64 {
             -1,
         );
         let options = pg_sys::lappend(std::ptr::null_mut(), format as *mut std::ffi::c_void);
-        let cstate =
-            pg_sys::BeginCopyFrom(pstate, rel, std::ptr::null_mut(), std::ptr::null(), false, Some(copy_feed), std::ptr::null_mut(), options);
+        let cstate = pg_sys::BeginCopyFrom(
+            pstate,
+            rel,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false,
+            Some(copy_feed),
+            std::ptr::null_mut(),
+            options,
+        );
         let n = pg_sys::CopyFrom(cstate);
         pg_sys::EndCopyFrom(cstate);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
@@ -245,7 +266,9 @@ fn keep_graphs(relid: pg_sys::Oid, mut graphs: HashMap<u32, ShardGraph>) {
         };
         let sql = format!("SELECT ctid, id FROM ONLY {}", leaf.name);
         let ids = Spi::connect(|client| {
-            let table = client.select(&sql, None, &[]).unwrap_or_else(|e| pgrx::error!("snapshot: reading row locations failed: {e}"));
+            let table = client
+                .select(&sql, None, &[])
+                .unwrap_or_else(|e| pgrx::error!("snapshot: reading row locations failed: {e}"));
             let mut ids = IdHashMap::default();
             ids.reserve(table.len());
             for row in table {

@@ -89,11 +89,7 @@ pub fn vector_datum<E: Element>(values: &[E]) -> pg_sys::Datum {
         let p = pg_sys::palloc0(size) as *mut u8;
         pgrx::varlena::set_varsize_4b(p as *mut pg_sys::varlena, size as i32);
         *(p.add(4) as *mut i16) = values.len() as i16;
-        std::ptr::copy_nonoverlapping(
-            values.as_ptr() as *const u8,
-            p.add(VECTOR_HEADER),
-            values.len() * E::SIZE,
-        );
+        std::ptr::copy_nonoverlapping(values.as_ptr() as *const u8, p.add(VECTOR_HEADER), values.len() * E::SIZE);
         pg_sys::Datum::from(p)
     }
 }
@@ -335,9 +331,7 @@ pub fn sparse_arg(args: &Args, n: usize) -> Result<quiver_core::sparse::SparseVe
         }
         let nnz = nnz as usize;
         let indices = (0..nnz).map(|i| int(SPARSE_HEADER + 4 * i)).collect();
-        let values = (0..nnz)
-            .map(|i| f32::from_bits(int(SPARSE_HEADER + 4 * nnz + 4 * i) as u32))
-            .collect();
+        let values = (0..nnz).map(|i| f32::from_bits(int(SPARSE_HEADER + 4 * nnz + 4 * i) as u32)).collect();
         let v = quiver_core::sparse::SparseVec { dim, indices, values };
         quiver_core::sparse::validate(&v).map_err(|e| corrupt(e.to_string()))?;
         Ok(v)

@@ -127,9 +127,7 @@ pub(crate) fn array_as_f64s(a: &Args) -> Result<Vec<f64>> {
     let (elemtype, datums) = array_arg(a, 0)?;
     let values: Vec<f64> = match elemtype {
         t if t == pg_sys::INT4OID => datums.iter().map(|d| d.value() as i32 as f32 as f64).collect(),
-        t if t == pg_sys::FLOAT4OID => {
-            datums.iter().map(|d| f32::from_bits(d.value() as u32) as f64).collect()
-        }
+        t if t == pg_sys::FLOAT4OID => datums.iter().map(|d| f32::from_bits(d.value() as u32) as f64).collect(),
         t if t == pg_sys::FLOAT8OID => {
             // Round to f32 first, as a C cast does, so halfvec rounds from the same value.
             datums.iter().map(|d| f64::from_bits(d.value() as u64) as f32 as f64).collect()
@@ -139,9 +137,7 @@ pub(crate) fn array_as_f64s(a: &Args) -> Result<Vec<f64>> {
             .map(|d| {
                 // SAFETY: numeric_float4 takes one numeric datum and returns a
                 // float4 (raising ERROR itself when out of range).
-                let r = unsafe {
-                    pgrx::fcinfo::direct_function_call::<f32>(pg_sys::numeric_float4, &[Some(*d)])
-                };
+                let r = unsafe { pgrx::fcinfo::direct_function_call::<f32>(pg_sys::numeric_float4, &[Some(*d)]) };
                 r.expect("numeric_float4 returns a value") as f64
             })
             .collect(),

@@ -9,8 +9,8 @@
 //! SEED=n draws other levels: recall near 0.99 moves by about 0.001
 //! between seeds, so compare build changes over a few.
 
-use quiver_core::hnsw::memory::MemoryGraph;
 use quiver_core::hnsw::fasthash::IdHashSet;
+use quiver_core::hnsw::memory::MemoryGraph;
 use quiver_core::hnsw::{search_layer, Candidate, Graph, Params, QueryDistance};
 use quiver_core::space::{FlatVectors, IndexElement, Metric};
 use std::time::Instant;
@@ -89,7 +89,10 @@ fn main() {
     let g = MemoryGraph::new(Params::default(), metric, flat, seed);
     g.build(threads, &|| {}, |_| true);
     let repaired = g.repair_reachability();
-    println!("{n} x {dim}: built in {:.2} s with {threads} threads ({repaired} links added by the repair)", t.elapsed().as_secs_f64());
+    println!(
+        "{n} x {dim}: built in {:.2} s with {threads} threads ({repaired} links added by the repair)",
+        t.elapsed().as_secs_f64()
+    );
     let degree: usize = (0..n as u32).map(|i| g.links(i)[0].len()).sum();
     println!("mean level-0 degree {:.1}", degree as f64 / n as f64);
     if args.get(4).map(String::as_str) == Some("build-only") {

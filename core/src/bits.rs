@@ -40,9 +40,6 @@ mod tests {
         let j = jaccard_distance(&[0b1010_0000], 3, &[0b1110_0000], 3).unwrap();
         assert!((j - (1.0 - 2.0 / 3.0)).abs() < 1e-12);
         assert_eq!(jaccard_distance(&[0], 3, &[0], 3).unwrap(), 1.0);
-        assert_eq!(
-            hamming_distance(&[0], 3, &[0], 4).unwrap_err().to_string(),
-            "different bit lengths 3 and 4"
-        );
+        assert_eq!(hamming_distance(&[0], 3, &[0], 4).unwrap_err().to_string(), "different bit lengths 3 and 4");
     }
 }

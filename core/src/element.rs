@@ -132,11 +132,7 @@ pub fn typmod_in<E: Element>(mods: &[i32]) -> Result<i32> {
 
 pub fn check_same_dims<E: Element>(a: &[E], b: &[E]) -> Result<()> {
     if a.len() != b.len() {
-        return Err(VectorError::DifferentDimensions {
-            type_name: E::TYPE_NAME,
-            left: a.len(),
-            right: b.len(),
-        });
+        return Err(VectorError::DifferentDimensions { type_name: E::TYPE_NAME, left: a.len(), right: b.len() });
     }
     Ok(())
 }

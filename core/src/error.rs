@@ -27,17 +27,39 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum VectorError {
     /// Text input that is not `[x, y, ...]`.
-    InvalidSyntax { type_name: &'static str, input: String, detail: Option<&'static str> },
+    InvalidSyntax {
+        type_name: &'static str,
+        input: String,
+        detail: Option<&'static str>,
+    },
     /// A number too large for the element type (`1e39` for `vector`, `70000` for `halfvec`).
-    OutOfRange { type_name: &'static str, token: String },
-    NoDimensions { type_name: &'static str },
-    TooManyDimensions { type_name: &'static str },
-    NotANumber { type_name: &'static str },
-    Infinite { type_name: &'static str },
+    OutOfRange {
+        type_name: &'static str,
+        token: String,
+    },
+    NoDimensions {
+        type_name: &'static str,
+    },
+    TooManyDimensions {
+        type_name: &'static str,
+    },
+    NotANumber {
+        type_name: &'static str,
+    },
+    Infinite {
+        type_name: &'static str,
+    },
     /// Two operands of different dimensions.
-    DifferentDimensions { type_name: &'static str, left: usize, right: usize },
+    DifferentDimensions {
+        type_name: &'static str,
+        left: usize,
+        right: usize,
+    },
     /// A value whose dimension does not match the column's typmod.
-    ExpectedDimensions { expected: i32, actual: usize },
+    ExpectedDimensions {
+        expected: i32,
+        actual: usize,
+    },
     /// The reserved field of the binary format is not zero.
     UnusedNotZero(i32),
     /// Binary input shorter than its header says.
@@ -45,16 +67,30 @@ pub enum VectorError {
     Overflow,
     Underflow,
     InvalidTypmod,
-    TypmodTooSmall { type_name: &'static str },
-    TypmodTooLarge { type_name: &'static str },
+    TypmodTooSmall {
+        type_name: &'static str,
+    },
+    TypmodTooLarge {
+        type_name: &'static str,
+    },
     ArrayNotOneDimensional,
     ArrayHasNulls,
     UnsupportedArrayType,
-    DifferentBitLengths { left: usize, right: usize },
+    DifferentBitLengths {
+        left: usize,
+        right: usize,
+    },
     /// A stored value whose size disagrees with its header.
-    Corrupted { type_name: &'static str, detail: String },
+    Corrupted {
+        type_name: &'static str,
+        detail: String,
+    },
     /// A message of its own (sparsevec's limits and index rules), with pgvector's wording.
-    Message { kind: ErrorKind, text: String, detail: Option<&'static str> },
+    Message {
+        kind: ErrorKind,
+        text: String,
+        detail: Option<&'static str>,
+    },
 }
 
 impl VectorError {
@@ -64,9 +100,7 @@ impl VectorError {
             InvalidSyntax { .. } => ErrorKind::InvalidTextRepresentation,
             OutOfRange { .. } | Overflow | Underflow => ErrorKind::NumericValueOutOfRange,
             TooManyDimensions { .. } => ErrorKind::ProgramLimitExceeded,
-            InvalidTypmod | TypmodTooSmall { .. } | TypmodTooLarge { .. } => {
-                ErrorKind::InvalidParameterValue
-            }
+            InvalidTypmod | TypmodTooSmall { .. } | TypmodTooLarge { .. } => ErrorKind::InvalidParameterValue,
             ArrayHasNulls => ErrorKind::NullValueNotAllowed,
             InsufficientData => ErrorKind::ProtocolViolation,
             Corrupted { .. } => ErrorKind::DataCorrupted,

@@ -89,7 +89,11 @@ fn elkan(rows: &[f32], dim: usize, k: usize, centers: &mut [f32], spherical: boo
         for a in 0..k {
             s[a] = f32::INFINITY;
             for b in 0..k {
-                let d = if a == b { 0.0 } else { 0.5 * dist(&centers[a * dim..(a + 1) * dim], &centers[b * dim..(b + 1) * dim]) };
+                let d = if a == b {
+                    0.0
+                } else {
+                    0.5 * dist(&centers[a * dim..(a + 1) * dim], &centers[b * dim..(b + 1) * dim])
+                };
                 half_cc[a * k + b] = d;
                 if a != b && d < s[a] {
                     s[a] = d;
@@ -265,7 +269,11 @@ mod tests {
             assert!(counts[c] > 0);
             for j in 0..dim {
                 let mean = sums[c * dim + j] / counts[c] as f64;
-                assert!((mean - centers[c * dim + j] as f64).abs() < 1e-3, "center {c}: {mean} vs {}", centers[c * dim + j]);
+                assert!(
+                    (mean - centers[c * dim + j] as f64).abs() < 1e-3,
+                    "center {c}: {mean} vs {}",
+                    centers[c * dim + j]
+                );
             }
         }
     }

@@ -182,9 +182,8 @@ mod tests {
     }
 
     fn pair() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
-        (0usize..200).prop_flat_map(|n| {
-            (prop::collection::vec(-100f32..100f32, n), prop::collection::vec(-100f32..100f32, n))
-        })
+        (0usize..200)
+            .prop_flat_map(|n| (prop::collection::vec(-100f32..100f32, n), prop::collection::vec(-100f32..100f32, n)))
     }
 
     fn tables() -> Vec<Kernels> {

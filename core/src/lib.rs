@@ -9,6 +9,8 @@ pub mod bits;
 pub mod element;
 pub mod error;
 pub mod float_text;
+pub mod hnsw;
+pub mod ivf;
 pub mod kernels;
 pub mod metrics;
 pub mod ops;
@@ -18,8 +20,6 @@ pub mod simd;
 pub mod snapshot;
 pub mod space;
 pub mod sparse;
-pub mod hnsw;
-pub mod ivf;
 pub mod text;
 pub mod wire;
 

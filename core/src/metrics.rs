@@ -8,8 +8,8 @@
 /// Upper bounds of the latency buckets, in microseconds (Prometheus `le`),
 /// from 50 µs to 10 s; one more bucket holds everything above (+Inf).
 pub const BUCKET_BOUNDS_US: [u64; 17] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
 ];
 
 /// Number of buckets including the last, unbounded one.
@@ -78,7 +78,8 @@ mod tests {
     #[test]
     fn quantiles_agree_with_sorted_samples_to_the_bucket() {
         let mut rng = crate::hnsw::SplitMix64(9);
-        let mut samples: Vec<u64> = (0..10_000).map(|_| (rng.next_unit() * rng.next_unit() * 200_000.0) as u64).collect();
+        let mut samples: Vec<u64> =
+            (0..10_000).map(|_| (rng.next_unit() * rng.next_unit() * 200_000.0) as u64).collect();
         let mut h = [0u64; BUCKETS];
         for &s in &samples {
             h[bucket_for(s)] += 1;

@@ -344,7 +344,10 @@ mod tests {
 
     #[test]
     fn quantize_sets_bits_for_positive_values() {
-        assert_eq!(binary_quantize(&[1.0f32, -1.0, 0.0, 2.0, 0.5, -3.0, 1.0, 1.0, 7.0]), vec![0b1001_1011, 0b1000_0000]);
+        assert_eq!(
+            binary_quantize(&[1.0f32, -1.0, 0.0, 2.0, 0.5, -3.0, 1.0, 1.0, 7.0]),
+            vec![0b1001_1011, 0b1000_0000]
+        );
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl Factors {
     /// The factors stored after `bits` bytes of bits.
     #[inline]
     fn after_bits(code: &[u8], bits: usize) -> Factors {
-        let f = |o: usize| f32::from_le_bytes([code[bits + o], code[bits + o + 1], code[bits + o + 2], code[bits + o + 3]]);
+        let f =
+            |o: usize| f32::from_le_bytes([code[bits + o], code[bits + o + 1], code[bits + o + 2], code[bits + o + 3]]);
         Factors { norm: f(0), alignment: f(4), center_dot: f(8) }
     }
 }

@@ -72,7 +72,9 @@ impl std::fmt::Display for SnapshotError {
                 write!(f, "snapshot has format version {v}; this quiver reads version {FORMAT_VERSION}")
             }
             SnapshotError::Truncated => write!(f, "snapshot is truncated"),
-            SnapshotError::Checksum { record } => write!(f, "snapshot is corrupted: checksum mismatch in record {record}"),
+            SnapshotError::Checksum { record } => {
+                write!(f, "snapshot is corrupted: checksum mismatch in record {record}")
+            }
             SnapshotError::Malformed(what) => write!(f, "snapshot is corrupted: {what}"),
         }
     }
@@ -148,7 +150,11 @@ impl RowRef<'_> {
     pub fn to_row(&self) -> Row {
         Row {
             id: self.id,
-            vector: self.vector_le.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+            vector: self
+                .vector_le
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
             payload: self.payload.map(<[u8]>::to_vec),
         }
     }
@@ -184,8 +190,9 @@ impl RowBatch {
     /// Checks that `bytes` hold exactly the rows their count announces.
     pub fn parse(bytes: Vec<u8>) -> Result<RowBatch, SnapshotError> {
         let bad = |what: &str| SnapshotError::Malformed(format!("rows record: {what}"));
-        let count = u32::from_le_bytes(bytes.get(..4).ok_or_else(|| bad("ends inside a row"))?.try_into().expect("4 bytes"))
-            as usize;
+        let count =
+            u32::from_le_bytes(bytes.get(..4).ok_or_else(|| bad("ends inside a row"))?.try_into().expect("4 bytes"))
+                as usize;
         let mut at = 4;
         for _ in 0..count {
             at = row_at(&bytes, at).map_err(bad)?.1;
@@ -291,7 +298,10 @@ pub enum Record {
     Rows(RowBatch),
     Graph(Vec<u8>),
     /// The end record, checked: total rows and the snapshot's checksum.
-    End { rows: u64, checksum: u32 },
+    End {
+        rows: u64,
+        checksum: u32,
+    },
 }
 
 /// Reads and checks a snapshot record by record.

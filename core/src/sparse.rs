@@ -155,7 +155,8 @@ pub fn parse(input: &str, typmod: i32) -> Result<SparseVec> {
             if pt >= s.len() {
                 return Err(syntax(input, None));
             }
-            let (index, len) = parse_long(&s[pt..], i32::MIN as i64 + 1, i32::MAX as i64).ok_or_else(|| syntax(input, None))?;
+            let (index, len) =
+                parse_long(&s[pt..], i32::MIN as i64 + 1, i32::MAX as i64).ok_or_else(|| syntax(input, None))?;
             pt += len;
             skip(&mut pt);
             if s.get(pt) != Some(&b':') {
@@ -174,7 +175,9 @@ pub fn parse(input: &str, typmod: i32) -> Result<SparseVec> {
             let literal_special = unsigned.starts_with("inf") || unsigned.starts_with("nan");
             let as_f64: f64 = token.parse().unwrap_or(0.0);
             // strtof's range errors: overflow to infinity, or underflow of a non-zero literal to 0
-            if !literal_special && (value.is_infinite() || (value == 0.0 && as_f64 != 0.0 && (as_f64.abs() as f32) == 0.0)) {
+            if !literal_special
+                && (value.is_infinite() || (value == 0.0 && as_f64 != 0.0 && (as_f64.abs() as f32) == 0.0))
+            {
                 return Err(VectorError::OutOfRange { type_name: TYPE, token: token.to_string() });
             }
             check_element(value)?;
@@ -208,7 +211,11 @@ pub fn parse(input: &str, typmod: i32) -> Result<SparseVec> {
     check_dim(dim)?;
     check_expected_dim(typmod, dim)?;
     elements.sort_by_key(|e| e.0);
-    let mut v = SparseVec { dim: dim as i32, indices: Vec::with_capacity(elements.len()), values: Vec::with_capacity(elements.len()) };
+    let mut v = SparseVec {
+        dim: dim as i32,
+        indices: Vec::with_capacity(elements.len()),
+        values: Vec::with_capacity(elements.len()),
+    };
     for (i, (index, value)) in elements.into_iter().enumerate() {
         v.indices.push(index.clamp(i32::MIN as i64, i32::MAX as i64) as i32);
         v.values.push(value);
@@ -281,7 +288,10 @@ pub fn decode(buf: &[u8], typmod: i32) -> Result<(SparseVec, usize)> {
         let x = f32::from_bits(int(12 + 4 * nnz + 4 * i)? as u32);
         check_element(x)?;
         if x == 0.0 {
-            return Err(message(ErrorKind::DataException, "binary representation of sparsevec cannot contain zero values"));
+            return Err(message(
+                ErrorKind::DataException,
+                "binary representation of sparsevec cannot contain zero values",
+            ));
         }
         v.values.push(x);
     }
@@ -294,7 +304,8 @@ pub fn from_dense(values: &[f32], typmod: i32) -> Result<SparseVec> {
     check_expected_dim(typmod, values.len() as i64)?;
     let nnz = values.iter().filter(|x| **x != 0.0).count();
     check_nnz(nnz as i64, values.len() as i64)?;
-    let mut v = SparseVec { dim: values.len() as i32, indices: Vec::with_capacity(nnz), values: Vec::with_capacity(nnz) };
+    let mut v =
+        SparseVec { dim: values.len() as i32, indices: Vec::with_capacity(nnz), values: Vec::with_capacity(nnz) };
     for (i, x) in values.iter().enumerate() {
         if *x != 0.0 {
             v.indices.push(i as i32);
@@ -399,7 +410,11 @@ pub fn l2_normalize(a: &SparseVec) -> Result<SparseVec> {
     if norm <= 0.0 {
         return Ok(a.clone());
     }
-    let mut out = SparseVec { dim: a.dim, indices: Vec::with_capacity(a.indices.len()), values: Vec::with_capacity(a.values.len()) };
+    let mut out = SparseVec {
+        dim: a.dim,
+        indices: Vec::with_capacity(a.indices.len()),
+        values: Vec::with_capacity(a.values.len()),
+    };
     for (i, x) in a.indices.iter().zip(&a.values) {
         let v = (*x as f64 / norm) as f32;
         if v.is_infinite() {
@@ -481,7 +496,10 @@ mod tests {
         assert_eq!(decode(&b[..20], -1).unwrap_err(), VectorError::InsufficientData);
         let mut zero = encode(&sv("{1:1}/2"));
         zero[16..20].copy_from_slice(&0f32.to_bits().to_be_bytes());
-        assert_eq!(decode(&zero, -1).unwrap_err().to_string(), "binary representation of sparsevec cannot contain zero values");
+        assert_eq!(
+            decode(&zero, -1).unwrap_err().to_string(),
+            "binary representation of sparsevec cannot contain zero values"
+        );
     }
 
     #[test]

@@ -21,9 +21,7 @@ pub(crate) fn number_prefix_len(s: &[u8]) -> usize {
     }
     // inf, infinity, nan (any case)
     let rest = &s[i..];
-    let starts_with_ci = |word: &[u8]| {
-        rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word)
-    };
+    let starts_with_ci = |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
     if starts_with_ci(b"infinity") {
         return i + 8;
     }
@@ -202,10 +200,7 @@ mod tests {
         assert_eq!(msg("[NaN]"), "NaN not allowed in vector");
         assert_eq!(msg("[-inf]"), "infinite value not allowed in vector");
         assert_eq!(msg("[Infinity]"), "infinite value not allowed in vector");
-        assert_eq!(
-            p("[1,2]x").unwrap_err().detail().as_deref(),
-            Some("Junk after closing right brace.")
-        );
+        assert_eq!(p("[1,2]x").unwrap_err().detail().as_deref(), Some("Junk after closing right brace."));
     }
 
     #[test]
@@ -214,10 +209,7 @@ mod tests {
         assert_eq!(p(&many).unwrap_err().to_string(), "vector cannot have more than 16000 dimensions");
         let max = format!("[{}]", vec!["1"; 16_000].join(","));
         assert_eq!(p(&max).unwrap().len(), 16_000);
-        assert_eq!(
-            parse_vector::<f32>("[1,2]", 3).unwrap_err().to_string(),
-            "expected 3 dimensions, not 2"
-        );
+        assert_eq!(parse_vector::<f32>("[1,2]", 3).unwrap_err().to_string(), "expected 3 dimensions, not 2");
     }
 
     #[test]

@@ -74,9 +74,11 @@ impl BlockHints {
             // ReadRecentBuffer checks under the buffer header lock that it
             // still holds this block and pins it only then.
             #[cfg(any(feature = "pg14", feature = "pg15"))]
-            let hit = unsafe { pg_sys::ReadRecentBuffer((*index).rd_node, pg_sys::ForkNumber::MAIN_FORKNUM, block, hint) };
+            let hit =
+                unsafe { pg_sys::ReadRecentBuffer((*index).rd_node, pg_sys::ForkNumber::MAIN_FORKNUM, block, hint) };
             #[cfg(not(any(feature = "pg14", feature = "pg15")))]
-            let hit = unsafe { pg_sys::ReadRecentBuffer((*index).rd_locator, pg_sys::ForkNumber::MAIN_FORKNUM, block, hint) };
+            let hit =
+                unsafe { pg_sys::ReadRecentBuffer((*index).rd_locator, pg_sys::ForkNumber::MAIN_FORKNUM, block, hint) };
             if hit {
                 return hint;
             }
@@ -84,7 +86,13 @@ impl BlockHints {
         // SAFETY: the caller's relation is open; ReadBufferExtended raises
         // ERROR for a block past the end rather than returning garbage.
         let b = unsafe {
-            pg_sys::ReadBufferExtended(index, pg_sys::ForkNumber::MAIN_FORKNUM, block, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut())
+            pg_sys::ReadBufferExtended(
+                index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                block,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            )
         };
         #[cfg(not(feature = "pg13"))]
         self.remember(block, b);

@@ -7,11 +7,11 @@ use super::graph::index_value;
 use super::page::{self, add_item, init_page, max_item_size, LockedBuffer, META_BLOCK};
 use super::{column_dims, options, resolve_opclass};
 use pgrx::pg_sys;
+use quiver_core::hnsw::layout::META_SIZE;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::memory::MemoryGraph;
 use quiver_core::hnsw::portable::{relink, Relinked};
 use quiver_core::hnsw::Params;
-use quiver_core::hnsw::layout::META_SIZE;
 use quiver_core::quantize::{BinaryCodec, Quantization};
 use quiver_core::space::{to_f32, ElementKind, FlatVectors, IndexElement, Metric};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -223,7 +223,10 @@ impl BuildState {
 /// The graph a snapshot restore left for this table (see
 /// `crate::snapshot`), mapped onto the rows the build scan collected; None
 /// (with a NOTICE) when it cannot be used, and the index is built instead.
-fn restored_graph(st: &BuildState, g: crate::snapshot_restore::PendingGraph) -> Option<(Relinked, Option<BinaryCodec>)> {
+fn restored_graph(
+    st: &BuildState,
+    g: crate::snapshot_restore::PendingGraph,
+) -> Option<(Relinked, Option<BinaryCodec>)> {
     let skip = |why: &str| {
         pgrx::notice!("hnsw: not using the snapshot's graph ({why}); building the index");
         None
@@ -464,15 +467,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
     // Phase times for DEBUG1: where a slow build spends its time.
     let started = std::time::Instant::now();
-    let mut st = BuildState {
-        meta,
-        vector_bytes,
-        data: Vec::new(),
-        tids: Vec::new(),
-        budget,
-        spill: None,
-        heap_tuples: 0.0,
-    };
+    let mut st =
+        BuildState { meta, vector_bytes, data: Vec::new(), tids: Vec::new(), budget, spill: None, heap_tuples: 0.0 };
     // SAFETY: the callback receives `st` back as its state pointer; the scan
     // runs synchronously within this call.
     unsafe {
@@ -551,7 +547,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     let mut spilled = 0.0;
     if let Some(mut spill) = st.spill.take() {
         // SAFETY: as above.
-        unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_INSERT_SPILLED) };
+        unsafe {
+            pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_INSERT_SPILLED)
+        };
         let mut r = spill.reader();
         let mut head = [0u8; 6];
         let mut v = vec![0u8; vector_bytes];

@@ -109,7 +109,10 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
                     v
                 })
                 .collect();
-            elements.insert(ItemRef { block, offset: off }, Element { level, deleted: ElementShape::is_deleted(it), links });
+            elements.insert(
+                ItemRef { block, offset: off },
+                Element { level, deleted: ElementShape::is_deleted(it), links },
+            );
         }
     }
     let mut problems = Vec::new();
@@ -129,7 +132,10 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
                     _ => report(Finding::Link { from: *r, level: lv, to: *t }),
                 }
                 if list[..i].contains(t) {
-                    report(Finding::Item(format!("element ({},{}) links twice to ({},{})", r.block, r.offset, t.block, t.offset)));
+                    report(Finding::Item(format!(
+                        "element ({},{}) links twice to ({},{})",
+                        r.block, r.offset, t.block, t.offset
+                    )));
                 }
             }
         }
@@ -156,7 +162,8 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
                     }
                 }
                 reached = seen.iter().filter(|r| elements.contains_key(r)).count();
-                unreachable_live = elements.iter().filter(|(r, e)| !e.deleted && !seen.contains(r)).map(|(r, _)| *r).collect();
+                unreachable_live =
+                    elements.iter().filter(|(r, e)| !e.deleted && !seen.contains(r)).map(|(r, _)| *r).collect();
             }
             _ => report(Finding::Entry),
         },
@@ -189,9 +196,14 @@ fn confirm(index: pg_sys::Relation, shape: &ElementShape, finding: &Finding) -> 
             // waits for a page while holding another but under the meta lock.
             let dst = (to.block != from.block).then(|| LockedBuffer::read(index, to.block, false));
             let page_of_target = dst.as_ref().map(|b| b.page()).unwrap_or(src.page());
-            let target_level = item(page_of_target, to.offset).filter(|it| shape.validate(it).is_ok()).map(|it| ElementShape::level(it));
+            let target_level = item(page_of_target, to.offset)
+                .filter(|it| shape.validate(it).is_ok())
+                .map(|it| ElementShape::level(it));
             match target_level {
-                None => Some(format!("element ({},{}) links to missing ({},{})", from.block, from.offset, to.block, to.offset)),
+                None => Some(format!(
+                    "element ({},{}) links to missing ({},{})",
+                    from.block, from.offset, to.block, to.offset
+                )),
                 Some(tl) if tl < *level => Some(format!(
                     "element ({},{}) links on level {level} to ({},{}) of level {tl}",
                     from.block, from.offset, to.block, to.offset
@@ -207,7 +219,10 @@ fn confirm(index: pg_sys::Relation, shape: &ElementShape, finding: &Finding) -> 
             };
             let (entry, level) = meta.entry?;
             let buf = LockedBuffer::read(index, entry.block, false);
-            match item(buf.page(), entry.offset).filter(|it| shape.validate(it).is_ok()).map(|it| ElementShape::level(it)) {
+            match item(buf.page(), entry.offset)
+                .filter(|it| shape.validate(it).is_ok())
+                .map(|it| ElementShape::level(it))
+            {
                 None => Some("entry point does not exist".into()),
                 Some(l) if l != level as usize => Some(format!("entry point has level {l} (meta says {level})")),
                 Some(_) => None,

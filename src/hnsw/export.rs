@@ -21,7 +21,13 @@ const ELEMENTS_PER_RECORD: usize = 2000;
 /// Writes the graph of `index_oid` (an hnsw index on `heap_oid`, whose
 /// column `id` holds the row ids) as graph record payloads through `emit`,
 /// header first. Returns the number of elements written.
-pub fn export(index_oid: pg_sys::Oid, heap_oid: pg_sys::Oid, shard: u32, snapshot: pg_sys::Snapshot, mut emit: impl FnMut(&[u8])) -> u64 {
+pub fn export(
+    index_oid: pg_sys::Oid,
+    heap_oid: pg_sys::Oid,
+    shard: u32,
+    snapshot: pg_sys::Snapshot,
+    mut emit: impl FnMut(&[u8]),
+) -> u64 {
     // SAFETY: both relations exist (the caller found them in the catalog);
     // AccessShareLock is what a reader takes, blocking nothing but DDL.
     let (index, heap) = unsafe {
@@ -137,8 +143,14 @@ impl RowIds {
         // SAFETY: fetch and slot belong to this table; the TID came from its
         // index; the int8 is read by value while the slot holds the tuple.
         unsafe {
-            let found =
-                pg_sys::table_index_fetch_tuple(self.fetch, &mut t, self.snapshot, self.slot, &mut call_again, &mut all_dead);
+            let found = pg_sys::table_index_fetch_tuple(
+                self.fetch,
+                &mut t,
+                self.snapshot,
+                self.slot,
+                &mut call_again,
+                &mut all_dead,
+            );
             if !found {
                 return None;
             }

@@ -4,12 +4,12 @@
 use super::buffer_hints::{prefetch_line, BlockHints};
 use super::page::{corrupted, item, line_pointer_at};
 use pgrx::pg_sys;
-use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::fasthash::IdHashMap;
 use quiver_core::hnsw::fasthash::IdHashSet;
+use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{search_layer, Candidate, Graph, PairDistance, QueryDistance};
 use quiver_core::quantize::{BinaryCodec, BinaryQuery, Quantization};
 use quiver_core::space::{distance_raw, from_f32, normalize_raw, to_f32, AlignedBytes, ElementKind, Metric};
-use quiver_core::hnsw::fasthash::IdHashMap;
 
 /// How many elements ahead of the distance being computed are requested
 /// from memory (see `DiskGraph::prefetch`). On WordNet (AMD EPYC, medians
@@ -273,10 +273,7 @@ impl QueryDistance<u64> for DiskGraph {
                 Some(bq) => bq.distance(v),
                 None => distance_raw(kind, metric, query.as_bytes(), v),
             };
-            let info = ElementInfo {
-                heap: ElementShape::heap(b),
-                deleted: ElementShape::is_deleted(b),
-            };
+            let info = ElementInfo { heap: ElementShape::heap(b), deleted: ElementShape::is_deleted(b) };
             (d, info)
         });
         // A reclaimed slot: infinitely far, never a result, no links.

@@ -11,11 +11,11 @@ use super::build::params_of;
 use super::graph::{index_value, DiskGraph};
 use super::page::{self, add_item, free_space, init_page, item, meta_from_page, LockedBuffer, PageWrite, META_BLOCK};
 use pgrx::pg_sys;
+use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, PairDistance, SplitMix64};
 use quiver_core::space::AlignedBytes;
 use std::cell::RefCell;
-use quiver_core::hnsw::fasthash::IdHashSet;
 
 thread_local! {
     static LEVEL_RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64(
@@ -57,7 +57,13 @@ enum Link<'a> {
 /// after a crash at no point, is the element unreachable. When that
 /// neighbour's list changed since it was planned, nothing is written and
 /// None is returned: the caller plans the link again.
-fn place(index: pg_sys::Relation, data: &[u8], level: usize, link: Link, shape: &ElementShape) -> Option<(ItemRef, Meta)> {
+fn place(
+    index: pg_sys::Relation,
+    data: &[u8],
+    level: usize,
+    link: Link,
+    shape: &ElementShape,
+) -> Option<(ItemRef, Meta)> {
     let meta_buf = LockedBuffer::read(index, META_BLOCK, true);
     let mut meta = match meta_from_page(meta_buf.page()) {
         Ok(m) => m,
@@ -164,7 +170,14 @@ fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
 /// Adds `new` to `node`'s list on `level`, pruning with the heuristic when
 /// full; with `force`, a full list gives up its farthest link for `new` even
 /// when the heuristic would not keep it. Returns whether `new` is linked.
-pub(crate) fn connect(g: &mut DiskGraph, node: ItemRef, new: ItemRef, new_distance: f32, level: usize, force: bool) -> bool {
+pub(crate) fn connect(
+    g: &mut DiskGraph,
+    node: ItemRef,
+    new: ItemRef,
+    new_distance: f32,
+    level: usize,
+    force: bool,
+) -> bool {
     connect_pruning(g, node, new, new_distance, level, force, &mut Vec::new())
 }
 
@@ -207,7 +220,8 @@ fn connect_pruning(
                 .collect();
             let farthest = cands.iter().enumerate().max_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i);
             cands.push(Candidate { distance: new_distance, node: new.pack() });
-            let mut kept: Vec<ItemRef> = select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
+            let mut kept: Vec<ItemRef> =
+                select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
             if force && !kept.contains(&new) {
                 kept = current.clone();
                 kept[farthest.expect("full list")] = new;
@@ -334,7 +348,13 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
 /// record, planning that link again while concurrent inserts keep changing
 /// the neighbour's list. Returns the position and whether the link went in
 /// (only after many lost races does it place without, and link after).
-fn place_linked(g: &mut DiskGraph, data: &[u8], level: usize, nearest: Option<ItemRef>, shape: &ElementShape) -> (ItemRef, bool) {
+fn place_linked(
+    g: &mut DiskGraph,
+    data: &[u8],
+    level: usize,
+    nearest: Option<ItemRef>,
+    shape: &ElementShape,
+) -> (ItemRef, bool) {
     const ATTEMPTS: usize = 50;
     if let Some(node) = nearest {
         for _ in 0..ATTEMPTS {

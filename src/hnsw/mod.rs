@@ -39,11 +39,8 @@ pub fn resolve_opclass(index: pg_sys::Relation) -> Opclass {
         let proc1 = pg_sys::index_getprocid(index, 1, 1);
         let proc2 = pg_sys::index_getprocid(index, 1, 2);
         let name = pg_sys::get_func_name(proc1);
-        let name = if name.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
-        };
+        let name =
+            if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
         (name, proc2 != pg_sys::InvalidOid)
     };
     let kind = if name.starts_with("halfvec") {

@@ -31,8 +31,7 @@ pub enum ShardedEfSearch {
 }
 
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
-pub static SHARDED_EF_SEARCH: GucSetting<ShardedEfSearch> =
-    GucSetting::<ShardedEfSearch>::new(ShardedEfSearch::Split);
+pub static SHARDED_EF_SEARCH: GucSetting<ShardedEfSearch> = GucSetting::<ShardedEfSearch>::new(ShardedEfSearch::Split);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 pub static IVFFLAT_PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -429,7 +428,11 @@ pub fn index_quantization(index: pg_sys::Relation) -> quiver_core::quantize::Qua
     // SAFETY: rd_options is NULL or the HnswOptions built by amoptions.
     let q = unsafe {
         let o = (*index).rd_options as *const HnswOptions;
-        if o.is_null() { 0 } else { (*o).quantization }
+        if o.is_null() {
+            0
+        } else {
+            (*o).quantization
+        }
     };
     if q == 1 {
         quiver_core::quantize::Quantization::Binary

@@ -96,9 +96,7 @@ pub fn add_item(page: pg_sys::Page, data: &[u8]) -> Option<u16> {
     // SAFETY: the page is exclusively locked (or private during build);
     // PageAddItemExtended copies `data` and returns InvalidOffsetNumber (0)
     // when there is no room.
-    let off = unsafe {
-        pg_sys::PageAddItemExtended(page, data.as_ptr() as pg_sys::Item, data.len(), 0, 0)
-    };
+    let off = unsafe { pg_sys::PageAddItemExtended(page, data.as_ptr() as pg_sys::Item, data.len(), 0, 0) };
     (off != 0).then_some(off)
 }
 
@@ -146,9 +144,8 @@ pub fn read_codec(index: pg_sys::Relation, meta: &Meta) -> quiver_core::quantize
 
 pub fn corrupted(index: pg_sys::Relation, detail: &str) -> ! {
     // SAFETY: rd_rel is valid for an open relation; relname is a NameData.
-    let name = unsafe { std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let name =
+        unsafe { std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) }.to_string_lossy().into_owned();
     pgrx::ereport!(
         ERROR,
         pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
@@ -286,7 +283,8 @@ pub fn page_with_free_space(index: pg_sys::Relation, need: usize, held: Option<u
         // SAFETY: open relation; the FSM returns InvalidBlockNumber when it
         // knows no page with that much room.
         let block = unsafe { pg_sys::GetPageWithFreeSpace(index, need) };
-        if block == pg_sys::InvalidBlockNumber || block == META_BLOCK || block >= nblocks(index) || Some(block) == held {
+        if block == pg_sys::InvalidBlockNumber || block == META_BLOCK || block >= nblocks(index) || Some(block) == held
+        {
             return None;
         }
         let b = LockedBuffer::read(index, block, true);
@@ -301,4 +299,3 @@ pub fn page_with_free_space(index: pg_sys::Relation, need: usize, held: Option<u
     }
     None
 }
-

@@ -6,16 +6,16 @@
 
 use super::graph::{checked_value, normalized, DiskGraph};
 use super::options::{self, IterativeScan, OVERSAMPLING, RESCORE};
+use super::page;
 use super::rescore::HeapVectors;
+use pgrx::pg_sys;
+use quiver_core::hnsw::fasthash::IdHashSet;
+use quiver_core::hnsw::layout::{ItemRef, Meta};
+use quiver_core::hnsw::resumable::Resumable;
 use quiver_core::quantize::Quantization;
+use quiver_core::space::AlignedBytes;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use super::page;
-use pgrx::pg_sys;
-use quiver_core::hnsw::layout::{ItemRef, Meta};
-use quiver_core::hnsw::fasthash::IdHashSet;
-use quiver_core::hnsw::resumable::Resumable;
-use quiver_core::space::AlignedBytes;
 use std::collections::VecDeque;
 
 struct ScanState {
@@ -68,7 +68,13 @@ fn finish_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         let distances = st.search.as_ref().map(|(_, r)| r.visited_count as u64).unwrap_or(0);
         // SAFETY: the descriptor and its index are live during the scan.
         let index = unsafe { (*(*scan).indexRelation).rd_id };
-        crate::metrics::record_scan(index, st.rows, distances, st.rescored_count as u64, t.elapsed().as_micros() as u64);
+        crate::metrics::record_scan(
+            index,
+            st.rows,
+            distances,
+            st.rescored_count as u64,
+            t.elapsed().as_micros() as u64,
+        );
     }
     st.rows = 0;
 }

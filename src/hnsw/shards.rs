@@ -74,7 +74,8 @@ fn shards_of(heap: pg_sys::Relation) -> usize {
         let n = if isnull {
             1
         } else {
-            let spec = pg_sys::stringToNode(pg_sys::text_to_cstring(bound.cast_mut_ptr())) as *const pg_sys::PartitionBoundSpec;
+            let spec = pg_sys::stringToNode(pg_sys::text_to_cstring(bound.cast_mut_ptr()))
+                as *const pg_sys::PartitionBoundSpec;
             if !spec.is_null() && (*spec).strategy == pg_sys::PARTITION_STRATEGY_HASH as std::ffi::c_char {
                 (*spec).modulus.max(1) as usize
             } else {

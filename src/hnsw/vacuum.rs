@@ -15,12 +15,12 @@
 use super::build::params_of;
 use super::graph::DiskGraph;
 use super::page::{self, item, max_offset, LockedBuffer, PageWrite};
+use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
+use quiver_core::hnsw::layout::ElementShape;
 use quiver_core::hnsw::layout::ItemRef;
 use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, Graph, QueryDistance};
 use quiver_core::space::AlignedBytes;
-use pgrx::pg_sys;
-use quiver_core::hnsw::layout::ElementShape;
 
 fn result(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
@@ -326,7 +326,8 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
                 }
             }
         }
-        let orphans: Vec<u64> = links.iter().filter(|(k, (_, del))| !del && !seen.contains(k)).map(|(k, _)| *k).collect();
+        let orphans: Vec<u64> =
+            links.iter().filter(|(k, (_, del))| !del && !seen.contains(k)).map(|(k, _)| *k).collect();
         if orphans.is_empty() {
             break;
         }
@@ -341,7 +342,8 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             let mut visited = IdHashSet::default();
             let cur = search_layer(&mut g, &start, shape.params.ef_construction, 0, &mut visited);
             let max = shape.params.max_neighbors(0);
-            let reachable: Vec<&Candidate<u64>> = cur.iter().filter(|c| c.node != x && seen.contains(&c.node)).collect();
+            let reachable: Vec<&Candidate<u64>> =
+                cur.iter().filter(|c| c.node != x && seen.contains(&c.node)).collect();
             let roomy = reachable.iter().find(|c| links.get(&c.node).map(|(l, _)| l.len() < max).unwrap_or(false));
             if let Some(t) = roomy.or(reachable.first()) {
                 if super::insert::connect(&mut g, ItemRef::unpack(t.node), xr, t.distance, 0, true) {

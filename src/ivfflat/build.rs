@@ -38,7 +38,11 @@ pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c
 pub fn new_meta(index: pg_sys::Relation) -> IvfMeta {
     // SAFETY: an index relation has a tuple descriptor with one attribute.
     if unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypid } == pg_sys::VARBITOID {
-        pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "type not supported for ivfflat index");
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "type not supported for ivfflat index"
+        );
     }
     let Opclass { metric, kind } = super::opclass(index);
     let dims = column_dims(index);
@@ -243,7 +247,12 @@ unsafe extern "C-unwind" fn filing_callback(
 
 /// Writes the meta page and the directory (centers, empty lists) as new
 /// pages of `fork`; returns the meta with the directory's blocks.
-fn write_skeleton(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, mut meta: IvfMeta, centers: &[Vec<u8>]) -> IvfMeta {
+fn write_skeleton(
+    index: pg_sys::Relation,
+    fork: pg_sys::ForkNumber::Type,
+    mut meta: IvfMeta,
+    centers: &[Vec<u8>],
+) -> IvfMeta {
     let new_page = || -> LockedBuffer {
         // SAFETY: P_NEW appends a zeroed block to `fork`; we lock it
         // exclusively (nobody else sees an index being built).
@@ -441,4 +450,3 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let centers = vec![zero; meta.lists as usize];
     write_skeleton(index, pg_sys::ForkNumber::INIT_FORKNUM, meta, &centers);
 }
-

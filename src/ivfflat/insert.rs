@@ -63,7 +63,14 @@ pub fn append(
     (first_now, new_block)
 }
 
-fn set_directory(index: pg_sys::Relation, w: &mut PageWrite, dir_buf: LockedBuffer, offset: u16, first: u32, insert: u32) {
+fn set_directory(
+    index: pg_sys::Relation,
+    w: &mut PageWrite,
+    dir_buf: LockedBuffer,
+    offset: u16,
+    first: u32,
+    insert: u32,
+) {
     let p = w.register(dir_buf, false);
     let Some(it) = item(p, offset) else { layout::corrupted(index, "directory item vanished") };
     it[..4].copy_from_slice(&first.to_le_bytes());

@@ -62,7 +62,11 @@ fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {
 }
 
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
     // SAFETY: RelationGetIndexScan allocates the descriptor in the current
     // (per-query) memory context; our state is dropped when it is deleted.
     unsafe {
@@ -103,11 +107,8 @@ pub unsafe extern "C-unwind" fn amrescan(
             pgrx::error!("cannot scan ivfflat index without order");
         }
         let key = &*(*scan).orderByData;
-        st.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-            None
-        } else {
-            stored_value(key.sk_argument, &st.meta)
-        };
+        st.query =
+            if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 { None } else { stored_value(key.sk_argument, &st.meta) };
     }
 }
 
@@ -168,7 +169,10 @@ fn start(index: pg_sys::Relation, st: &mut ScanState) {
         }
     }
     if order.len() != st.meta.lists as usize {
-        layout::corrupted(index, &format!("directory holds {} lists, the meta page says {}", order.len(), st.meta.lists));
+        layout::corrupted(
+            index,
+            &format!("directory holds {} lists, the meta page says {}", order.len(), st.meta.lists),
+        );
     }
     // nearest last, ties in list order
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));

@@ -4,10 +4,12 @@
 //! mutex and a thread holds at most one of them at a time, so inserts on
 //! both cores never deadlock and never wait on an index-wide lock.
 
-use super::search::{search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited};
+use super::fasthash::IdHashSet;
+use super::search::{
+    search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited,
+};
 use super::{Params, SplitMix64};
 use crate::space::{FlatVectors, IndexElement, Metric};
-use super::fasthash::IdHashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -223,8 +225,7 @@ impl<E: IndexElement> MemoryGraph<E> {
     pub fn new(params: Params, metric: Metric, vectors: FlatVectors<E>, seed: u64) -> Self {
         let n = vectors.len();
         let mut rng = SplitMix64(seed);
-        let levels: Vec<u8> =
-            (0..n).map(|_| params.level_for(rng.next_unit()).min(params.max_level) as u8).collect();
+        let levels: Vec<u8> = (0..n).map(|_| params.level_for(rng.next_unit()).min(params.max_level) as u8).collect();
         let links = levels
             .iter()
             .map(|&l| {
@@ -262,7 +263,10 @@ impl<E: IndexElement> MemoryGraph<E> {
                         .iter()
                         .map(|&n| Candidate { distance: E::distance(c, base, g.vectors.get(n as usize)), node: n })
                         .collect();
-                    *list = select_neighbors(&cands, params.max_neighbors(lv), &mut Pairs(&g)).iter().map(|c| c.node).collect();
+                    *list = select_neighbors(&cands, params.max_neighbors(lv), &mut Pairs(&g))
+                        .iter()
+                        .map(|c| c.node)
+                        .collect();
                 }
             }
             g.levels[i] = level;
@@ -582,7 +586,10 @@ impl<E: IndexElement> MemoryGraph<E> {
                 let mut candidates: Vec<Candidate<u32>> = self.links[x as usize].lock().expect("links lock")[0]
                     .ids()
                     .filter(|&t| seen[t as usize])
-                    .map(|t| Candidate { distance: E::distance(self.metric.construction(), q, self.vectors.get(t as usize)), node: t })
+                    .map(|t| Candidate {
+                        distance: E::distance(self.metric.construction(), q, self.vectors.get(t as usize)),
+                        node: t,
+                    })
                     .collect();
                 let mut more = self.search(q, self.params.ef_construction, self.params.ef_construction);
                 more.retain(|c| c.node != x && seen[c.node as usize]);
@@ -683,9 +690,7 @@ mod tests {
             ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
         };
         let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| gauss()).collect()).collect();
-        (0..n)
-            .map(|i| centres[i % 20].iter().map(|c| c + 0.5 * gauss()).collect())
-            .collect()
+        (0..n).map(|i| centres[i % 20].iter().map(|c| c + 0.5 * gauss()).collect()).collect()
     }
 
     fn exact(data: &[Vec<f32>], q: &[f32], metric: Metric, k: usize) -> Vec<u32> {
@@ -915,7 +920,15 @@ mod restored_graphs {
             flat.push(&v);
         }
         let links = vec![vec![vec![1], vec![2]], vec![vec![0]], vec![vec![3], vec![0]], vec![vec![2]]];
-        let g = MemoryGraph::with_links(Params::new(2, 8), Metric::L2Squared, flat, links, vec![1, 0, 1, 0], Some((0, 1)), 1);
+        let g = MemoryGraph::with_links(
+            Params::new(2, 8),
+            Metric::L2Squared,
+            flat,
+            links,
+            vec![1, 0, 1, 0],
+            Some((0, 1)),
+            1,
+        );
         assert!(g.repair_reachability() >= 1);
         let all: Vec<Vec<Vec<u32>>> = (0..4).map(|i| g.links(i)).collect();
         assert_eq!(reachable(&all, 0), 4);

@@ -9,7 +9,9 @@ pub mod portable;
 pub mod resumable;
 pub mod search;
 
-pub use search::{search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited};
+pub use search::{
+    search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited,
+};
 
 /// Build and shape parameters, pgvector's names and defaults.
 #[derive(Debug, Clone, Copy)]

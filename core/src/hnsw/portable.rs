@@ -18,9 +18,9 @@
 //! repair would. Rows without an element are left for the caller to insert
 //! (`Relinked::rest`).
 
+use super::fasthash::IdHashMap;
 use super::layout::{ItemRef, Meta, META_SIZE};
 use super::{Params, MAX_LEVEL};
-use super::fasthash::IdHashMap;
 
 pub const PART_HEADER: u8 = 1;
 pub const PART_ELEMENTS: u8 = 2;
@@ -94,7 +94,10 @@ impl<'a> Cursor<'a> {
     }
     fn item_ref(&mut self) -> Result<ItemRef, String> {
         let b = self.take(6)?;
-        Ok(ItemRef { block: u32::from_le_bytes(b[0..4].try_into().expect("4")), offset: u16::from_le_bytes([b[4], b[5]]) })
+        Ok(ItemRef {
+            block: u32::from_le_bytes(b[0..4].try_into().expect("4")),
+            offset: u16::from_le_bytes([b[4], b[5]]),
+        })
     }
 }
 
@@ -184,17 +187,27 @@ impl GraphCheck {
                     return Err(format!("graph of shard {shard} has two headers"));
                 }
                 if meta.m < 2 || meta.m > 100 || (meta.ef_construction as usize) < 2 * meta.m as usize {
-                    return Err(format!("graph of shard {shard} has impossible parameters (m {}, ef_construction {})", meta.m, meta.ef_construction));
+                    return Err(format!(
+                        "graph of shard {shard} has impossible parameters (m {}, ef_construction {})",
+                        meta.m, meta.ef_construction
+                    ));
                 }
                 if let Some((e, _)) = meta.entry {
                     if !valid_position(&e) {
-                        return Err(format!("graph of shard {shard} has its entry point at ({},{}), where no element can be", e.block, e.offset));
+                        return Err(format!(
+                            "graph of shard {shard} has its entry point at ({},{}), where no element can be",
+                            e.block, e.offset
+                        ));
                     }
                 }
                 s.params = Some(meta.params());
             }
             GraphPart::Elements { shard, elements } => {
-                let s = self.shards.get_mut(shard).filter(|s| s.params.is_some()).ok_or_else(|| format!("graph elements of shard {shard} come before its header"))?;
+                let s = self
+                    .shards
+                    .get_mut(shard)
+                    .filter(|s| s.params.is_some())
+                    .ok_or_else(|| format!("graph elements of shard {shard} come before its header"))?;
                 let params = s.params.expect("checked");
                 for e in elements {
                     let at = e.at;
@@ -208,7 +221,10 @@ impl GraphCheck {
                         if list.len() > params.max_neighbors(level) {
                             return Err(format!(
                                 "graph element ({},{}) has {} links on level {level}, the index allows {}",
-                                at.block, at.offset, list.len(), params.max_neighbors(level)
+                                at.block,
+                                at.offset,
+                                list.len(),
+                                params.max_neighbors(level)
                             ));
                         }
                         for (i, t) in list.iter().enumerate() {
@@ -350,7 +366,9 @@ pub fn relink(
     out.damaged = kept
         .iter()
         .zip(&out.links)
-        .map(|(e, now)| e.neighbors.iter().zip(now).any(|(was, is): (&Vec<ItemRef>, &Vec<u32>)| 2 * is.len() < was.len()))
+        .map(|(e, now)| {
+            e.neighbors.iter().zip(now).any(|(was, is): (&Vec<ItemRef>, &Vec<u32>)| 2 * is.len() < was.len())
+        })
         .collect();
     out.entry = match entry.and_then(|(r, _)| number.get(&r.pack()).copied()) {
         Some(k) if out.levels[k as usize] == out.levels.iter().copied().max().unwrap_or(0) => {
@@ -410,10 +428,18 @@ fn drop_unreachable(g: &mut Relinked, taken: &mut [bool]) {
         .into_iter()
         .enumerate()
         .filter(|(k, _)| seen[*k])
-        .map(|(_, ls)| ls.into_iter().map(|l| l.into_iter().filter_map(|t| {
-            let k = number[t as usize];
-            (k != u32::MAX).then_some(k)
-        }).collect()).collect())
+        .map(|(_, ls)| {
+            ls.into_iter()
+                .map(|l| {
+                    l.into_iter()
+                        .filter_map(|t| {
+                            let k = number[t as usize];
+                            (k != u32::MAX).then_some(k)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
         .collect();
     g.entry = g.entry.map(|(e, l)| (number[e as usize], l));
 }

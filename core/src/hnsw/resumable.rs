@@ -182,7 +182,11 @@ mod tests {
     }
     impl QueryDistance<u32> for Star {
         fn distance(&mut self, node: u32) -> f32 {
-            if node == self.far { 1.0 } else { 0.0 }
+            if node == self.far {
+                1.0
+            } else {
+                0.0
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Layer search and neighbour selection, generic over where the graph lives.
 
-use std::cmp::Ordering;
 use super::fasthash::IdHashSet;
+use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::hash::Hash;
 
