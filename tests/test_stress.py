@@ -131,16 +131,26 @@ def test_churn_with_crashes_keeps_every_committed_row_reachable():
                     continue
                 assert key in rows and key in state, key
                 assert np.allclose(np.array(json.loads(rows[key])), np.array(json.loads(state[key])), atol=1e-6), key
-            # every row, searched through the index by its own vector, is found
+            report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
+            assert report["unreachable_live"] == 0 and report["live"] >= len(rows), report
+            # every row, searched through the index by its own vector, is found:
+            # nearly all among the 5 nearest at ef_search 100; the few a churned
+            # graph ranks lower (search quality, measured by bench/churn.py,
+            # not reachability) by a walk of everything reachable from the entry
             conn.execute("SET enable_seqscan = off")
             conn.execute("SET enable_hashjoin = off")
             conn.execute("SET enable_mergejoin = off")
             conn.execute("SET hnsw.ef_search = 100")
-            lost = conn.execute("SELECT t.id FROM t WHERE t.id NOT IN "
-                                "(SELECT s.id FROM t s ORDER BY s.v <-> t.v LIMIT 5)").fetchall()
-            assert lost == [], f"{len(lost)} rows not found by their own vector"
-            report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
-            assert report["unreachable_live"] == 0 and report["live"] >= len(rows), report
+            far = [r[0] for r in conn.execute("SELECT t.id FROM t WHERE t.id NOT IN "
+                                              "(SELECT s.id FROM t s ORDER BY s.v <-> t.v LIMIT 5)").fetchall()]
+            assert len(far) <= len(rows) // 100, f"{len(far)} of {len(rows)} rows not among their own 5 nearest"
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            conn.execute("SET hnsw.max_scan_tuples = 10000000")
+            for key in far:
+                found = conn.execute("SELECT s.id FROM t s WHERE s.id + 0 = %s ORDER BY s.v <-> %s::vector LIMIT 1",
+                                     (key, rows[key])).fetchall()
+                assert found == [(key,)], f"row {key} not reachable through the index"
+            conn.execute("RESET hnsw.iterative_scan")
             conn.execute("VACUUM t")
             report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
             assert report["unreachable_live"] == 0 and report["live"] == len(rows), report
