@@ -12,6 +12,8 @@ CREATE FUNCTION hnsw_halfvec_support(internal) RETURNS internal
     AS 'MODULE_PATHNAME', 'hnsw_type_support' LANGUAGE C;
 CREATE FUNCTION hnsw_bit_support(internal) RETURNS internal
     AS 'MODULE_PATHNAME', 'hnsw_type_support' LANGUAGE C;
+CREATE FUNCTION hnsw_sparsevec_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'hnsw_type_support' LANGUAGE C;
 
 CREATE OPERATOR CLASS vector_l2_ops
     FOR TYPE vector USING hnsw AS
@@ -64,6 +66,29 @@ CREATE OPERATOR CLASS bit_jaccard_ops
     OPERATOR 1 <%> (bit, bit) FOR ORDER BY float_ops,
     FUNCTION 1 jaccard_distance(bit, bit),
     FUNCTION 3 hnsw_bit_support(internal);
+
+-- sparsevec: elements of varying size, up to 1,000 non-zero elements (pgvector's limit)
+CREATE OPERATOR CLASS sparsevec_l2_ops
+    FOR TYPE sparsevec USING hnsw AS
+    OPERATOR 1 <-> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 sparsevec_l2_squared_distance(sparsevec, sparsevec),
+    FUNCTION 3 hnsw_sparsevec_support(internal);
+CREATE OPERATOR CLASS sparsevec_ip_ops
+    FOR TYPE sparsevec USING hnsw AS
+    OPERATOR 1 <#> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 sparsevec_negative_inner_product(sparsevec, sparsevec),
+    FUNCTION 3 hnsw_sparsevec_support(internal);
+CREATE OPERATOR CLASS sparsevec_cosine_ops
+    FOR TYPE sparsevec USING hnsw AS
+    OPERATOR 1 <=> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 sparsevec_negative_inner_product(sparsevec, sparsevec),
+    FUNCTION 2 l2_norm(sparsevec),
+    FUNCTION 3 hnsw_sparsevec_support(internal);
+CREATE OPERATOR CLASS sparsevec_l1_ops
+    FOR TYPE sparsevec USING hnsw AS
+    OPERATOR 1 <+> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(sparsevec, sparsevec),
+    FUNCTION 3 hnsw_sparsevec_support(internal);
 
 -- quiver's own tools live in schema quiver
 CREATE SCHEMA quiver;

@@ -263,10 +263,14 @@ pub fn typmods_arg(args: &Args, n: usize) -> Vec<i32> {
 }
 
 /// The dimensions and raw element bytes of a `vector`, `halfvec` or `bit`
-/// datum (for the index). A value whose size disagrees with its header is
-/// reported as corrupted.
+/// datum (for the index), or of a `sparsevec` in the index's stored form
+/// (`quiver_core::space::sparse_raw`). A value whose size disagrees with
+/// its header is reported as corrupted.
 pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind) -> (usize, Vec<u8>) {
     use quiver_core::space::ElementKind;
+    if kind == ElementKind::Sparse {
+        return sparse_payload(datum);
+    }
     // SAFETY: `datum` is a non-null varlena of the indexed column's type;
     // pg_detoast_datum returns a 4-byte-header copy or the value itself.
     let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
@@ -291,6 +295,7 @@ pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind
                 let d = std::ptr::read_unaligned(base.add(4) as *const i16) as u16 as usize;
                 (d, d * 2)
             }
+            ElementKind::Sparse => unreachable!("handled above"),
         }
     };
     if VECTOR_HEADER + bytes > total {
@@ -309,6 +314,44 @@ pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind
 
 /// Offset of a sparsevec's indices: header, dim, nnz, unused.
 const SPARSE_HEADER: usize = 16;
+
+/// A `sparsevec` datum's dimensions and its indices and values as an index
+/// stores them; checked as `sparse_arg` checks arguments.
+fn sparse_payload(datum: pg_sys::Datum) -> (usize, Vec<u8>) {
+    // SAFETY: `datum` is a non-null sparsevec varlena; pg_detoast_datum
+    // returns a 4-byte-header copy or the value itself.
+    let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+    let total = size_of_detoasted(p);
+    if total < SPARSE_HEADER {
+        pgrx::error!("quiver: indexed sparsevec of {total} bytes is shorter than its header");
+    }
+    // SAFETY: `total` bytes are readable from `p`; every read is within
+    // SPARSE_HEADER + 8 * nnz <= total, checked before the slices are made.
+    let (dim, bytes) = unsafe {
+        let base = p as *const u8;
+        let int = |at: usize| std::ptr::read_unaligned(base.add(at) as *const i32);
+        let (dim, nnz) = (int(4), int(8));
+        if nnz < 0 || SPARSE_HEADER + 8 * nnz as usize != total || dim < 0 {
+            pgrx::error!("quiver: indexed sparsevec claims {nnz} elements but has {total} bytes");
+        }
+        let n = nnz as usize;
+        let mut indices = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        for k in 0..n {
+            indices.push(int(SPARSE_HEADER + 4 * k));
+            values.push(std::ptr::read_unaligned(base.add(SPARSE_HEADER + 4 * n + 4 * k) as *const f32));
+        }
+        if indices.windows(2).any(|w| w[0] >= w[1]) || indices.iter().any(|i| *i < 0 || *i >= dim) {
+            pgrx::error!("quiver: indexed sparsevec has indices out of order or range");
+        }
+        (dim as usize, quiver_core::space::sparse_raw::encode(&indices, &values))
+    };
+    if p as *mut u8 != datum.cast_mut_ptr::<u8>() {
+        // SAFETY: a copy pg_detoast_datum palloc'd for us, no longer used.
+        unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
+    }
+    (dim, bytes)
+}
 
 /// A `sparsevec` argument, copied out and checked (a stored value that
 /// breaks pgvector's invariants is reported, never trusted).

@@ -85,6 +85,12 @@ fn check_quantizable(index: pg_sys::Relation, oc: super::Opclass, dims: usize) {
     let fail = |msg: String| {
         pgrx::ereport!(ERROR, pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
     };
+    if oc.kind == ElementKind::Sparse {
+        fail(
+            "binary quantization supports the vector and halfvec l2, ip and cosine operator classes, not sparsevec"
+                .into(),
+        );
+    }
     if oc.kind == ElementKind::Bits || !matches!(oc.metric, Metric::L2Squared | Metric::NegativeDot | Metric::Cosine) {
         fail(format!(
             "binary quantization supports the vector and halfvec l2, ip and cosine operator classes, not {}",
@@ -107,6 +113,7 @@ fn max_dims(kind: ElementKind, m: usize) -> usize {
         ElementKind::F32 => space / 4,
         ElementKind::F16 => space / 2,
         ElementKind::Bits => space * 8,
+        ElementKind::Sparse => usize::MAX, // elements vary; see insert::sparse_level
     }
 }
 
@@ -462,6 +469,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     index_info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
     let meta = new_meta(index);
+    if meta.kind == ElementKind::Sparse {
+        return build_by_inserts(heap, index, index_info, meta);
+    }
     let vector_bytes = meta.kind.bytes_for(meta.dims as usize);
     // SAFETY: maintenance_work_mem is a GUC (kB) read on this thread.
     let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
@@ -517,6 +527,7 @@ pub unsafe extern "C-unwind" fn ambuild(
                     ElementKind::F32 => relinked::<f32>(&st, g),
                     ElementKind::F16 => relinked::<half::f16>(&st, g),
                     ElementKind::Bits => relinked::<u8>(&st, g),
+                    ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
                 };
                 (links, levels, entry, codec)
             }
@@ -525,6 +536,7 @@ pub unsafe extern "C-unwind" fn ambuild(
                     ElementKind::F32 => link::<f32>(&st, threads),
                     ElementKind::F16 => link::<half::f16>(&st, threads),
                     ElementKind::Bits => link::<u8>(&st, threads),
+                    ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
                 };
                 (links, levels, entry, build_codec(&st))
             }
@@ -584,6 +596,82 @@ pub unsafe extern "C-unwind" fn ambuild(
         let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
         (*r).heap_tuples = st.heap_tuples;
         (*r).index_tuples = index_tuples + spilled;
+        r
+    }
+}
+
+/// Sparse vectors differ in size, which the in-memory graph's flat storage
+/// and the page writer's fixed element shape do not allow: such an index
+/// starts as a meta page and takes every row through the insert path
+/// (WAL-logged page by page, as later inserts are), then repairs
+/// reachability once, as a build whose rows spill past
+/// `maintenance_work_mem` does.
+fn build_by_inserts(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+    meta: Meta,
+) -> *mut pg_sys::IndexBuildResult {
+    {
+        let buf = page::new_page(index);
+        if buf.block() != META_BLOCK {
+            pgrx::error!("hnsw: a new index has {} pages before its meta page", buf.block());
+        }
+        let mut w = page::PageWrite::start(index);
+        let p = w.register(buf, true);
+        write_meta_item(p, &meta, None);
+        w.finish();
+    }
+    struct Inserted {
+        rows: f64,
+    }
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn insert_callback(
+        index: pg_sys::Relation,
+        tid: pg_sys::ItemPointer,
+        values: *mut pg_sys::Datum,
+        isnull: *mut bool,
+        _alive: bool,
+        state: *mut std::ffi::c_void,
+    ) {
+        // SAFETY: `state` is the Inserted passed to table_index_build_scan;
+        // values/isnull hold one column; tid is valid for the call.
+        let st = unsafe { &mut *(state as *mut Inserted) };
+        if unsafe { *isnull } {
+            return;
+        }
+        // fresh meta each time: the previous insert may have moved the entry point
+        let meta = page::read_meta(index);
+        let Some(v) = index_value(unsafe { *values }, &meta) else { return };
+        super::insert::insert_element(index, &meta, page::item_ref(unsafe { &*tid }), v);
+        st.rows += 1.0;
+        if st.rows as u64 % 256 == 0 {
+            report_progress(st.rows as usize);
+        }
+    }
+    let mut st = Inserted { rows: 0.0 };
+    // SAFETY: the callback receives `st` back as its state pointer; the scan
+    // runs synchronously within this call.
+    let heap_tuples = unsafe {
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_INSERT_SPILLED);
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            index_info,
+            true,
+            true,
+            Some(insert_callback),
+            &mut st as *mut Inserted as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+        )
+    };
+    let relinked = super::vacuum::repair_reachability(index);
+    pgrx::debug1!("hnsw: built a sparse index by {} inserts, relinked {relinked} unreachable elements", st.rows);
+    // SAFETY: palloc0 returns a zeroed IndexBuildResult we fill and hand to Postgres.
+    unsafe {
+        let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+        (*r).heap_tuples = heap_tuples;
+        (*r).index_tuples = st.rows;
         r
     }
 }

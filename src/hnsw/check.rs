@@ -296,6 +296,7 @@ pub fn describe(oid: pg_sys::Oid) -> String {
         quiver_core::space::ElementKind::F32 => "vector",
         quiver_core::space::ElementKind::F16 => "halfvec",
         quiver_core::space::ElementKind::Bits => "bit",
+        quiver_core::space::ElementKind::Sparse => "sparsevec",
     };
     close(index);
     format!(

@@ -23,8 +23,19 @@ const ELEMENTS_AHEAD: usize = 4;
 /// against the index's dimensions; None for a zero vector under cosine
 /// (its direction is undefined, so like pgvector it is not indexed).
 pub fn index_value(datum: pg_sys::Datum, meta: &Meta) -> Option<AlignedBytes> {
-    normalized(checked_value(datum, meta, || {}), meta)
+    let v = checked_value(datum, meta, || {});
+    if meta.kind == ElementKind::Sparse && v.as_bytes().len() / 8 > SPARSE_MAX_NNZ {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("sparsevec cannot have more than {SPARSE_MAX_NNZ} non-zero elements for hnsw index")
+        );
+    }
+    normalized(v, meta)
 }
+
+/// pgvector's limit on the non-zero elements of an indexed sparsevec.
+pub const SPARSE_MAX_NNZ: usize = 1000;
 
 /// The vector bytes of `datum` as given, checked against the index's
 /// dimensions (`before_error` runs before a mismatch is raised).
@@ -64,6 +75,9 @@ pub struct DiskGraph {
     pub shape: ElementShape,
     pub metric: Metric,
     pub kind: ElementKind,
+    /// High-dimensional sparse vectors: linked by the cosine, lists filled
+    /// (`quiver_core::space::links_by_cosine`).
+    pub links_by_cosine: bool,
     pub query: AlignedBytes,
     /// A scan without a query (NULL, or a zero vector under cosine): every
     /// element is at distance 0, so the walk returns what it reaches first,
@@ -99,6 +113,7 @@ impl DiskGraph {
             shape: ElementShape { params: meta.params(), vector_bytes: meta.stored_bytes() },
             metric: meta.metric,
             kind: meta.kind,
+            links_by_cosine: quiver_core::space::links_by_cosine(meta.kind, meta.dims),
             query,
             no_query: false,
             info: IdHashMap::default(),
@@ -221,7 +236,7 @@ impl DiskGraph {
             return;
         }
         let vector = start + self.shape.vector_offset(0);
-        let end = (start + len).min(vector + self.shape.vector_bytes);
+        let end = if self.shape.variable() { start + len } else { (start + len).min(vector + self.shape.vector_bytes) };
         // SAFETY (both): `start + len` is inside the page.
         prefetch_line(unsafe { page.add(start) });
         let mut at = vector & !(LINE - 1);

@@ -13,7 +13,7 @@ use super::page::{self, add_item, free_space, init_page, item, meta_from_page, L
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, PairDistance, SplitMix64};
+use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
 use quiver_core::space::AlignedBytes;
 use std::cell::RefCell;
 
@@ -147,6 +147,19 @@ fn place(
     Some((r, meta))
 }
 
+type Policy = fn(&[Candidate<u64>], usize, &mut DiskGraph) -> Vec<Candidate<u64>>;
+
+/// How lists are chosen: the heuristic alone for dense vectors (filling
+/// pruned slots measured lower recall there, see `select_neighbors`), the
+/// heuristic filled to three quarters for high-dimensional sparse ones.
+pub(crate) fn neighbor_policy(g: &DiskGraph) -> Policy {
+    if g.links_by_cosine {
+        select_neighbors_filled::<u64, DiskGraph>
+    } else {
+        select_neighbors::<u64, DiskGraph>
+    }
+}
+
 /// The level-0 list `node` should have with the new element (at distance
 /// `d`) forced in: appended when there is room, else replacing the farthest.
 fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
@@ -221,7 +234,7 @@ fn connect_pruning(
             let farthest = cands.iter().enumerate().max_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i);
             cands.push(Candidate { distance: new_distance, node: new.pack() });
             let mut kept: Vec<ItemRef> =
-                select_neighbors(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
+                neighbor_policy(g)(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
             if force && !kept.contains(&new) {
                 kept = current.clone();
                 kept[farthest.expect("full list")] = new;
@@ -284,9 +297,12 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     let mut meta = *meta;
     let params = params_of(&meta);
     let shape = ElementShape { params, vector_bytes: meta.stored_bytes() };
-    let level = params.level_for(random_unit());
     let mut g = DiskGraph::new(index, &meta, v.clone());
     let stored = g.stored_form(&v);
+    let mut level = params.level_for(random_unit());
+    if shape.variable() {
+        level = level.min(sparse_level_cap(&params, stored.as_bytes().len()));
+    }
     if meta.entry.is_none() {
         if place(index, &shape.encode(level, heap, stored.as_bytes()), level, Link::IntoEmpty, &shape).is_some() {
             return;
@@ -299,13 +315,13 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
         page::corrupted(index, "the entry point vanished during an insert");
     };
     let top = top as usize;
-    g.metric = meta.metric.construction();
+    g.metric = meta.metric.construction_for(meta.kind, meta.dims);
     let mut cur = g.descend(entry, top, level);
     let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
     for lv in (0..=level.min(top)).rev() {
         let mut visited = IdHashSet::default();
         let found = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
-        chosen_per_level[lv] = select_neighbors(&found, params.max_neighbors(lv), &mut g);
+        chosen_per_level[lv] = neighbor_policy(&g)(&found, params.max_neighbors(lv), &mut g);
         if !found.is_empty() {
             cur = found;
         }
@@ -341,6 +357,31 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     }
     if level > top {
         raise_entry(index, me, level);
+    }
+}
+
+/// The highest level a variable-size element of `vector_bytes` can have on
+/// a page (its neighbour lists grow with the level); an error naming the
+/// limit when not even level 0 fits. pgvector keeps an element's
+/// neighbours in an item of their own and so takes 1,000 non-zero
+/// elements at any `m`; here an element is one item, so at `m = 16` about
+/// 990 fit.
+fn sparse_level_cap(params: &quiver_core::hnsw::Params, vector_bytes: usize) -> usize {
+    let space = page::max_item_size() - 8;
+    match params.level_cap(vector_bytes, space) {
+        Some(l) => l,
+        None => {
+            let fits = space.saturating_sub(quiver_core::hnsw::layout::ELEMENT_HEADER + 4 + 2 * params.m * 6) / 8;
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "sparsevec cannot have more than {fits} non-zero elements for hnsw index with m = {}",
+                    params.m
+                ),
+                format!("This value has {}.", vector_bytes / 8)
+            );
+        }
     }
 }
 

@@ -43,7 +43,9 @@ pub fn resolve_opclass(index: pg_sys::Relation) -> Opclass {
             if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
         (name, proc2 != pg_sys::InvalidOid)
     };
-    let kind = if name.starts_with("halfvec") {
+    let kind = if name.starts_with("sparsevec") {
+        ElementKind::Sparse
+    } else if name.starts_with("halfvec") {
         ElementKind::F16
     } else if name.starts_with("hamming") || name.starts_with("jaccard") {
         ElementKind::Bits
@@ -82,6 +84,8 @@ fn column_kind(index: pg_sys::Relation) -> ElementKind {
     };
     if typname.starts_with("halfvec") {
         ElementKind::F16
+    } else if typname.starts_with("sparsevec") {
+        ElementKind::Sparse
     } else {
         ElementKind::F32
     }

@@ -19,7 +19,7 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
 use quiver_core::hnsw::layout::ElementShape;
 use quiver_core::hnsw::layout::ItemRef;
-use quiver_core::hnsw::{search_layer, select_neighbors, Candidate, Graph, QueryDistance};
+use quiver_core::hnsw::{search_layer, Candidate, Graph, QueryDistance};
 use quiver_core::space::AlignedBytes;
 
 fn result(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
@@ -230,7 +230,7 @@ fn unlink_deleted(
     let Some(v) = probe.element_as_query(r) else { return };
     drop(probe);
     let mut g = DiskGraph::new(index, meta, v);
-    g.metric = meta.metric.construction();
+    g.metric = meta.metric.construction_for(meta.kind, meta.dims);
     for (lv, list) in levels {
         let max = shape.params.max_neighbors(lv);
         let mut pool: IdHashSet<u64> = IdHashSet::default();
@@ -265,7 +265,7 @@ fn unlink_deleted(
         }
         // The heuristic over the old live links and the new candidates, as an
         // insert would choose; the old live links stay too, where they fit.
-        let chosen = select_neighbors(&cands, max, &mut g);
+        let chosen = super::insert::neighbor_policy(&g)(&cands, max, &mut g);
         let buf = LockedBuffer::read(index, r.block, true);
         let mut w = PageWrite::start(index);
         let p = w.register(buf, false);
@@ -337,7 +337,7 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             let mut probe = DiskGraph::new(index, &meta, AlignedBytes::default());
             let Some(v) = probe.element_as_query(xr) else { continue };
             let mut g = DiskGraph::new(index, &meta, v);
-            g.metric = meta.metric.construction();
+            g.metric = meta.metric.construction_for(meta.kind, meta.dims);
             let start = g.descend(entry, top as usize, 0);
             let mut visited = IdHashSet::default();
             let cur = search_layer(&mut g, &start, shape.params.ef_construction, 0, &mut visited);

@@ -55,6 +55,14 @@ pub fn new_meta(index: pg_sys::Relation) -> IvfMeta {
         ElementKind::F32 => 2_000,
         ElementKind::F16 => 4_000,
         ElementKind::Bits => 64_000,
+        // pgvector has no ivfflat operator classes for sparsevec, nor quiver
+        ElementKind::Sparse => {
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "type not supported for ivfflat index"
+            );
+        }
     };
     if dims > limit || layout::ENTRY_HEADER + vector_bytes > max_item_size() - layout::SPECIAL_SIZE {
         pgrx::ereport!(

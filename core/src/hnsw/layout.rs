@@ -165,14 +165,22 @@ impl ElementShape {
     pub fn vector_offset(&self, level: usize) -> usize {
         (ELEMENT_HEADER + self.params.slots(level) * SLOT_SIZE).next_multiple_of(4)
     }
+    /// Bytes of an element of `level`; for variable-size elements
+    /// (`vector_bytes` 0: sparse vectors) without the vector.
     pub fn size(&self, level: usize) -> usize {
         self.vector_offset(level) + self.vector_bytes
     }
 
+    /// Elements of this index differ in size (sparse vectors): the vector
+    /// is the rest of the item.
+    pub fn variable(&self) -> bool {
+        self.vector_bytes == 0
+    }
+
     /// A new element item with no neighbours.
     pub fn encode(&self, level: usize, heap: ItemRef, vector: &[u8]) -> Vec<u8> {
-        assert_eq!(vector.len(), self.vector_bytes, "vector size");
-        let mut b = vec![0u8; self.size(level)];
+        assert!(self.variable() || vector.len() == self.vector_bytes, "vector size");
+        let mut b = vec![0u8; self.size(level) + if self.variable() { vector.len() } else { 0 }];
         b[0] = level as u8;
         b[4..8].copy_from_slice(&heap.block.to_le_bytes());
         b[8..10].copy_from_slice(&heap.offset.to_le_bytes());
@@ -197,6 +205,12 @@ impl ElementShape {
         let need = self.size(level);
         if item.len() < need {
             return Err(LayoutError::Truncated { need, have: item.len() });
+        }
+        // a sparse vector is whole (index, value) pairs; the merge of two
+        // lists stays in bounds whatever their order, so that is all a read
+        // needs (inserts store only values pgvector's checks accepted)
+        if self.variable() && (item.len() - need) % 8 != 0 {
+            return Err(LayoutError::BadCode("sparse vector length"));
         }
         Ok(level)
     }
@@ -243,6 +257,9 @@ impl ElementShape {
 
     pub fn vector<'a>(&self, item: &'a [u8]) -> &'a [u8] {
         let o = self.vector_offset(Self::level(item));
+        if self.variable() {
+            return &item[o..];
+        }
         &item[o..o + self.vector_bytes]
     }
 }
