@@ -3,7 +3,9 @@
 # Idempotent: every step checks first and does nothing when already done.
 source "$(dirname "$0")/lib.sh"
 
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo python3-venv)
+# prometheus and prometheus-postgres-exporter: tests/test_exporter.py runs quiver's ops/ files on them
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo python3-venv
+              prometheus prometheus-postgres-exporter)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -143,7 +143,10 @@ COMMENT ON FUNCTION quiver.recall_estimate(regclass, integer, integer) IS
     'recall@k of the index against exact search, with sampled rows of its table as queries';
 
 -- Every metric as (metric, type, help, labels, value); the Prometheus
--- exposition below is this view rendered as text.
+-- exposition below is this view rendered as text, and the postgres_exporter
+-- queries in ops/ read it too, so both paths give the same names, types and
+-- labels. Every series carries datname: one exporter discovering several
+-- databases of a server must not produce one series twice.
 CREATE VIEW quiver.metrics AS
     WITH m AS (SELECT quiver._metrics_json()::jsonb AS j),
     hnsw AS (
@@ -169,7 +172,19 @@ CREATE VIEW quiver.metrics AS
                          FROM jsonb_array_elements_text(m.j -> 'bucket_bounds_us') WITH ORDINALITY AS t(v, ord)
                          UNION ALL
                          SELECT jsonb_array_length(m.j -> 'bucket_bounds_us') + 1, '+Inf') b
-    )
+    ),
+    -- hnsw builds in progress; a plain CREATE INDEX's index is not yet
+    -- visible to other sessions, so its build is known by its phase names
+    builds AS (
+        SELECT p.relid, p.phase, p.tuples_done, p.tuples_total, p.blocks_done, p.blocks_total
+        FROM pg_catalog.pg_stat_progress_create_index p
+        WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class ic JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+                      WHERE ic.oid = p.index_relid AND am.amname = 'hnsw')
+           OR p.phase IN ('building index: loading tuples', 'building index: linking the graph',
+                          'building index: writing pages',
+                          'building index: inserting tuples beyond maintenance_work_mem')
+    ),
+    all_metrics AS (
     SELECT 'quiver_metrics_enabled' AS metric, 'gauge' AS type,
            'Whether search counts and latency are collected (quiver in shared_preload_libraries and quiver.track_metrics on)' AS help,
            '{}'::jsonb AS labels, CASE WHEN (m.j ->> 'enabled')::boolean THEN 1 ELSE 0 END::float8 AS value
@@ -178,40 +193,36 @@ CREATE VIEW quiver.metrics AS
     SELECT 'quiver_recovery_mode', 'gauge', 'Whether this server is a standby in recovery (pg_is_in_recovery)',
            '{}', CASE WHEN pg_catalog.pg_is_in_recovery() THEN 1 ELSE 0 END
     UNION ALL
-    SELECT 'quiver_collections_total', 'gauge', 'Collections in this database', '{}', count(*)
+    SELECT 'quiver_collections', 'gauge', 'Collections in this database', '{}', count(*)
     FROM quiver.collection_catalog
     UNION ALL
-    SELECT 'quiver_collection_points', 'gauge', 'Rows of a collection',
-           jsonb_build_object('collection', ci.name), ci.points_count
-    FROM ci
-    UNION ALL
-    SELECT 'quiver_collection_indexed_vectors', 'gauge', 'Vectors of a collection in a valid index',
-           jsonb_build_object('collection', ci.name), ci.indexed_vectors_count
-    FROM ci
-    UNION ALL
-    SELECT 'quiver_collection_status', 'gauge', 'Collection status: 1 for the current one of green, yellow, red, grey',
-           jsonb_build_object('collection', ci.name, 'status', st.s), CASE WHEN ci.status = st.s THEN 1 ELSE 0 END
-    FROM ci CROSS JOIN (VALUES ('green'), ('yellow'), ('red'), ('grey')) st(s)
+    SELECT c.metric, 'gauge', c.help, jsonb_build_object('collection', ci.name), c.value
+    FROM ci CROSS JOIN LATERAL (VALUES
+        ('quiver_collection_points', 'Rows of a collection (statistics)', ci.points_count::float8),
+        ('quiver_collection_indexed_vectors', 'Vectors of a collection in a valid index', ci.indexed_vectors_count),
+        ('quiver_collection_dead_tuples', 'Dead rows of a collection awaiting VACUUM', ci.dead_tuples),
+        ('quiver_collection_status_code', 'Collection status: 0 green, 1 grey (VACUUM advised), 2 yellow (index building), 3 red (index missing or invalid)',
+         CASE ci.status WHEN 'green' THEN 0 WHEN 'grey' THEN 1 WHEN 'yellow' THEN 2 ELSE 3 END)
+    ) c(metric, help, value)
     UNION ALL
     SELECT 'quiver_index_size_bytes', 'gauge', 'Size of an hnsw index',
            jsonb_build_object('index', h.index::text, 'table', h.tbl::text), h.bytes
     FROM hnsw h
     UNION ALL
-    SELECT 'quiver_index_bytes_per_vector', 'gauge', 'Index size divided by the rows of its table (planner estimate)',
-           jsonb_build_object('index', h.index::text), h.bytes / h.reltuples
-    FROM hnsw h WHERE h.reltuples > 0
+    SELECT 'quiver_index_bytes_per_vector', 'gauge', 'Index size divided by the rows of its table (planner estimate; NaN before the first ANALYZE)',
+           jsonb_build_object('index', h.index::text, 'table', h.tbl::text),
+           CASE WHEN h.reltuples > 0 THEN h.bytes / h.reltuples END
+    FROM hnsw h
     UNION ALL
     SELECT 'quiver_index_build_progress', 'gauge', 'Fraction done of an hnsw index build in progress',
            jsonb_build_object('table', p.relid::regclass::text, 'phase', p.phase),
            CASE WHEN p.tuples_total > 0 THEN p.tuples_done::float8 / p.tuples_total
                 WHEN p.blocks_total > 0 THEN p.blocks_done::float8 / p.blocks_total ELSE 0 END
-    FROM pg_catalog.pg_stat_progress_create_index p
-    JOIN pg_catalog.pg_class ic ON ic.oid = p.index_relid
-    JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'hnsw'
+    FROM builds p
     UNION ALL
     SELECT c.metric, 'counter', c.help, jsonb_build_object('index', s.index::text), c.value
     FROM s CROSS JOIN LATERAL (VALUES
-        ('quiver_searches_total', 'Index scans of an hnsw index', s.searches::float8),
+        ('quiver_search_scans_total', 'Index scans of an hnsw index', s.searches::float8),
         ('quiver_search_rows_total', 'Rows returned by index scans', s.rows_returned),
         ('quiver_search_distances_total', 'Distances computed by index scans', s.distances),
         ('quiver_search_rescored_total', 'Candidates of binary-quantized scans rescored from the table', s.rescored),
@@ -228,13 +239,11 @@ CREATE VIEW quiver.metrics AS
     UNION ALL
     SELECT 'quiver_search_latency_seconds', 'histogram', 'Duration of hnsw index scans',
            jsonb_build_object('index', s.index::text, 'sample', 'count'), s.searches FROM s
-    UNION ALL
-    SELECT 'quiver_search_latency_' || q.name || '_seconds', 'gauge',
-           'Quantile of hnsw index scan duration, from the histogram', jsonb_build_object('index', s.index::text), q.v
-    FROM s CROSS JOIN LATERAL (VALUES ('p50', s.p50_seconds), ('p95', s.p95_seconds), ('p99', s.p99_seconds)) q(name, v)
-    WHERE q.v IS NOT NULL;
+    )
+    SELECT metric, type, help, labels || jsonb_build_object('datname', pg_catalog.current_database()) AS labels, value
+    FROM all_metrics;
 COMMENT ON VIEW quiver.metrics IS
-    'every quiver metric: name, Prometheus type, help, labels and value (histogram rows carry le, or sample = sum/count)';
+    'every quiver metric: name, Prometheus type, help, labels (datname on each) and value (histogram rows carry le, or sample = sum/count)';
 
 -- A label set in Prometheus' text form, values escaped.
 CREATE FUNCTION quiver._prometheus_labels(labels jsonb) RETURNS text

@@ -340,7 +340,7 @@ def test_scrapes_skip_what_the_caller_cannot_see_and_never_wait(db):
             with psycopg.connect(db.info.dsn, autocommit=True) as scraper:
                 scraper.execute("SET statement_timeout = '5s'")
                 body = scraper.execute("SELECT quiver.prometheus_metrics()").fetchone()[0]
-                assert 'quiver_index_size_bytes{index="open_embedding_idx"' in body
+                assert f'quiver_index_size_bytes{{datname="{db.info.dbname}",index="open_embedding_idx"' in body
             locker.rollback()
     finally:
         db.execute("DROP SCHEMA hidden CASCADE")

@@ -83,7 +83,7 @@ def test_binary_quantized_scans_count_rescored_candidates(preloaded):
                              "WHERE index = 'docs_embedding_idx'::regclass").fetchone()
         assert plain is None or plain[0] == 0
         text_out = conn.execute("SELECT quiver.prometheus_metrics()").fetchone()[0]
-        assert 'quiver_search_rescored_total{index="codes_embedding_idx"} 300' in text_out
+        assert 'quiver_search_rescored_total{datname="postgres",index="codes_embedding_idx"} 300' in text_out
         conn.execute("SELECT quiver.drop_collection('codes')")
 
 
@@ -123,11 +123,16 @@ def test_prometheus_text_parses(preloaded):
         # a scrape counts rows from the statistics, never by scanning
         live = conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'docs'").fetchone()[0]
     families = {f.name: f for f in text_string_to_metric_families(body)}
-    for name in ["quiver_metrics_enabled", "quiver_recovery_mode", "quiver_collections_total",
-                 "quiver_collection_points", "quiver_collection_status", "quiver_index_size_bytes",
-                 "quiver_index_bytes_per_vector", "quiver_searches", "quiver_search_errors",
-                 "quiver_search_latency_seconds", "quiver_search_latency_p99_seconds"]:
+    for name in ["quiver_metrics_enabled", "quiver_recovery_mode", "quiver_collections",
+                 "quiver_collection_points", "quiver_collection_indexed_vectors", "quiver_collection_dead_tuples",
+                 "quiver_collection_status_code", "quiver_index_size_bytes", "quiver_index_bytes_per_vector",
+                 "quiver_search_scans", "quiver_search_rows", "quiver_search_distances", "quiver_search_rescored",
+                 "quiver_search_errors", "quiver_search_latency_seconds"]:
         assert name in families, (name, sorted(families))
+    # one namespace: no since-reset quantile gauges beside the histogram
+    assert not [f for f in families if f.startswith("quiver_search_latency_p")], sorted(families)
+    # every series names its database (one exporter may scrape several)
+    assert all(s.labels.get("datname") for f in families.values() for s in f.samples), body
 
     def value(family, **labels):
         return [s.value for s in families[family].samples
@@ -136,9 +141,9 @@ def test_prometheus_text_parses(preloaded):
     assert value("quiver_metrics_enabled") == [1.0]
     assert value("quiver_recovery_mode") == [0.0]
     assert value("quiver_collection_points", collection="docs") == [float(live)] and live > 0
-    assert value("quiver_collection_status", collection="docs", status="green") == [1.0]
-    assert families["quiver_searches"].type == "counter"
-    assert value("quiver_searches", index="docs_embedding_idx") == [5.0]
+    assert value("quiver_collection_status_code", collection="docs") == [0.0]
+    assert families["quiver_search_scans"].type == "counter"
+    assert value("quiver_search_scans", index="docs_embedding_idx") == [5.0]
     h = families["quiver_search_latency_seconds"]
     assert h.type == "histogram"
     inf = [s.value for s in h.samples if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"]
