@@ -7,7 +7,9 @@ same names, types and labels, that build progress shows a plain CREATE
 INDEX, and that every expression of ops/grafana-dashboard.json and every
 alert rule returns the series it should through Prometheus' query API."""
 import json
+import os
 import pathlib
+import sys
 import shutil
 import subprocess
 import tempfile
@@ -208,6 +210,13 @@ scrape_configs:
         p99 = promql(rules["QuiverSearchLatencyHigh"]["query"].rsplit(">", 1)[0])
         assert [r["metric"]["index"] for r in p99] == ["docs_embedding_idx"]
         assert 0 < float(p99[0]["value"][1]) < 0.1, p99
+
+        # 4. the dashboard's panels as a picture (QUIVER_DASHBOARD_PNG keeps it)
+        sys.path.insert(0, str(REPO / "ops"))
+        from render_dashboard import render
+        png = os.environ.get("QUIVER_DASHBOARD_PNG") or str(work / "dashboard.png")
+        assert render(f"http://127.0.0.1:{PROMETHEUS_PORT}", png, minutes=1) >= len(exprs)
+        assert pathlib.Path(png).stat().st_size > 10_000
     finally:
         stop.set()
         if "t" in locals():
