@@ -3,9 +3,9 @@
 # Idempotent: every step checks first and does nothing when already done.
 source "$(dirname "$0")/lib.sh"
 
-# prometheus and prometheus-postgres-exporter: tests/test_exporter.py runs quiver's ops/ files on them
+# prometheus, prometheus-postgres-exporter: tests/test_exporter.py; patroni, etcd-server: tests/test_patroni.py
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo python3-venv
-              prometheus prometheus-postgres-exporter)
+              prometheus prometheus-postgres-exporter patroni etcd-server)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
