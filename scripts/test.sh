@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Command 2 of the README: runs every test of quiver on this machine.
-#   1. the code is formatted (cargo fmt) and the generated SQL is up to date
+#   1. the code is formatted (cargo fmt), clippy finds nothing (workspace lints
+#      in Cargo.toml: every unsafe block says why it is sound), and the
+#      generated SQL is up to date
 #   2. cargo test of the pure core (unit and property tests)
 #   3. cargo pgrx test: in-database #[pg_test] suites in pg_test/
 #   4. SQL regression files (tests/regress) against the installed extension
@@ -15,11 +17,16 @@ PORT="${QUIVER_TEST_PORT:-28816}"
 "${REPO}/scripts/setup.sh"
 cd "${REPO}"
 
-log "1/6 formatting and generated SQL are up to date"
+log "1/6 formatting, lints and generated SQL"
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check || die "the code is not formatted: run cargo fmt --all"
 else
     log "rustfmt is not installed with this toolchain (rustup component add rustfmt): formatting not checked"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --release -- -D warnings || die "clippy found problems (see above)"
+else
+    log "clippy is not installed with this toolchain (rustup component add clippy): lints not checked"
 fi
 python3 sql/generate.py --check
 

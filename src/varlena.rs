@@ -55,10 +55,11 @@ pub fn vector_arg<E: Element>(args: &Args, n: usize) -> Result<Cow<'_, [E]>> {
             VECTOR_HEADER + dim * E::SIZE
         )));
     }
+    // SAFETY: the header lies within the value's `total` bytes (checked above).
     let data = unsafe { (p as *const u8).add(VECTOR_HEADER) };
     // A value inside a composite or a short-header copy could in principle be
     // misaligned; copy it then rather than build a misaligned slice.
-    if (data as usize) % std::mem::align_of::<E>() != 0 {
+    if !(data as usize).is_multiple_of(std::mem::align_of::<E>()) {
         let mut copy: Vec<E> = Vec::with_capacity(dim);
         // SAFETY: `dim * E::SIZE` bytes follow `data` (size checked above) and
         // `copy` has room for `dim` elements; byte-wise copy has no alignment needs.

@@ -39,10 +39,10 @@ pub fn kmeans(rows: &[f32], dim: usize, k: usize, spherical: bool, iterations: u
             chosen
         };
         centers[c * dim..(c + 1) * dim].copy_from_slice(row(pick));
-        for i in 0..n {
+        for (i, near) in nearest.iter_mut().enumerate() {
             let d = l2_squared(row(i), &centers[c * dim..(c + 1) * dim]);
-            if d < nearest[i] {
-                nearest[i] = d;
+            if d < *near {
+                *near = d;
             }
         }
     }
@@ -134,8 +134,7 @@ fn elkan(rows: &[f32], dim: usize, k: usize, centers: &mut [f32], spherical: boo
         // new centers: the means of their rows (an empty list keeps its center)
         let mut sums = vec![0f64; k * dim];
         let mut counts = vec![0usize; k];
-        for i in 0..n {
-            let c = assign[i];
+        for (i, &c) in assign.iter().enumerate() {
             counts[c] += 1;
             for (acc, x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
                 *acc += *x as f64;

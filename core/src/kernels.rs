@@ -42,6 +42,7 @@ pub const SCALAR: Kernels = Kernels {
 };
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // calls into crate::simd after the CPU check
 mod avx2 {
     use super::*;
     use crate::simd::x86;
@@ -49,33 +50,43 @@ mod avx2 {
     // `simd_kernels()` after `is_x86_feature_detected!` confirmed avx2, fma,
     // f16c and popcnt on this CPU.
     fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::l2_squared(a, b) }
     }
     fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::dot(a, b) }
     }
     fn l1(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::l1(a, b) }
     }
     fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::cosine_parts(a, b) }
     }
     fn l2_squared_f16(a: &[f16], b: &[f16]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::l2_squared_f16(a, b) }
     }
     fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::dot_f16(a, b) }
     }
     fn l1_f16(a: &[f16], b: &[f16]) -> f32 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::l1_f16(a, b) }
     }
     fn cosine_parts_f16(a: &[f16], b: &[f16]) -> (f32, f32, f32) {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::cosine_parts_f16(a, b) }
     }
     fn hamming(a: &[u8], b: &[u8]) -> u64 {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::hamming(a, b) }
     }
     fn jaccard_parts(a: &[u8], b: &[u8]) -> (u64, u64, u64) {
+        // SAFETY: only reachable through the AVX2 table (see above).
         unsafe { x86::jaccard_parts(a, b) }
     }
 

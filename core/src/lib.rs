@@ -4,6 +4,10 @@
 //! `unsafe` outside the SIMD kernels in [`simd`]. The Postgres glue in the
 //! `quiver` crate turns datums into slices, calls in here, and turns
 //! [`error::VectorError`] into `ereport(ERROR)`.
+//!
+//! `unsafe` is denied crate-wide and allowed only where named: the SIMD
+//! kernels, their dispatch table and the build's prefetch hints.
+#![deny(unsafe_code)]
 
 pub mod bits;
 pub mod element;
@@ -16,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod quantize;
 pub mod scalar;
+#[allow(unsafe_code)] // intrinsics behind run-time CPU feature checks
 pub mod simd;
 pub mod snapshot;
 pub mod space;

@@ -216,11 +216,7 @@ impl<E: IndexElement> FlatVectors<E> {
         FlatVectors { width, data: Vec::new() }
     }
     pub fn len(&self) -> usize {
-        if self.width == 0 {
-            0
-        } else {
-            self.data.len() / self.width
-        }
+        self.data.len().checked_div(self.width).unwrap_or(0)
     }
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
@@ -332,7 +328,7 @@ pub mod sparse_raw {
     /// Whether `b` is a well-formed stored sparse vector (whole pairs,
     /// strictly ascending indices).
     pub fn valid(b: &[u8]) -> bool {
-        b.len() % 8 == 0 && indices(b).windows(2).all(|w| w[0] < w[1])
+        b.len().is_multiple_of(8) && indices(b).windows(2).all(|w| w[0] < w[1])
     }
 
     pub fn indices(b: &[u8]) -> Cow<'_, [u32]> {

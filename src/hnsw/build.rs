@@ -276,10 +276,13 @@ unsafe extern "C-unwind" fn build_callback(
     // SAFETY: `state` is the BuildState passed to table_index_build_scan;
     // values/isnull hold one column; tid is valid for the call.
     let st = unsafe { &mut *(state as *mut BuildState) };
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     if unsafe { *isnull } {
         return;
     }
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let Some(v) = index_value(unsafe { *values }, &st.meta) else { return };
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let tid = page::item_ref(unsafe { &*tid });
     let per = per_element_bytes(&st.meta, st.vector_bytes);
     if st.spill.is_none() && (st.tids.len() + 1) * per > st.budget {
@@ -354,6 +357,7 @@ fn link<E: IndexElement>(st: &BuildState, threads: usize) -> Linked {
     // graph short. SAFETY: plain loads of sig_atomic_t flags.
     let completed = graph.build(threads, &block_signals, |done| {
         report_progress(done);
+        // SAFETY: plain reads of this backend's interrupt flags.
         unsafe { pg_sys::QueryCancelPending == 0 && pg_sys::ProcDiePending == 0 }
     });
     if !completed {
@@ -637,15 +641,18 @@ fn build_by_inserts(
         // SAFETY: `state` is the Inserted passed to table_index_build_scan;
         // values/isnull hold one column; tid is valid for the call.
         let st = unsafe { &mut *(state as *mut Inserted) };
+        // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
         if unsafe { *isnull } {
             return;
         }
         // fresh meta each time: the previous insert may have moved the entry point
         let meta = page::read_meta(index);
+        // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
         let Some(v) = index_value(unsafe { *values }, &meta) else { return };
+        // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
         super::insert::insert_element(index, &meta, page::item_ref(unsafe { &*tid }), v);
         st.rows += 1.0;
-        if st.rows as u64 % 256 == 0 {
+        if (st.rows as u64).is_multiple_of(256) {
             report_progress(st.rows as usize);
         }
     }

@@ -194,6 +194,7 @@ impl DiskGraph {
         // released below before anything else can raise an error (f is
         // plain Rust code).
         unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        // SAFETY: the buffer is pinned (read_buffer above).
         let page = unsafe { pg_sys::BufferGetPage(buffer) };
         let checked = match item(page, r.offset) {
             None => Ok(None),
@@ -238,9 +239,11 @@ impl DiskGraph {
         let vector = start + self.shape.vector_offset(0);
         let end = if self.shape.variable() { start + len } else { (start + len).min(vector + self.shape.vector_bytes) };
         // SAFETY (both): `start + len` is inside the page.
+        // SAFETY: `start + len` is inside the page; only an address to prefetch.
         prefetch_line(unsafe { page.add(start) });
         let mut at = vector & !(LINE - 1);
         while at < end {
+            // SAFETY: `start + len` is inside the page; only an address to prefetch.
             prefetch_line(unsafe { page.add(at) });
             at += LINE;
         }

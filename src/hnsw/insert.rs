@@ -451,10 +451,12 @@ pub unsafe extern "C-unwind" fn aminsert(
     }
     page::begin_insert(index);
     let meta = page::read_meta(index);
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let Some(v) = index_value(unsafe { *values }, &meta) else {
         page::end_insert(index);
         return false;
     };
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let heap = page::item_ref(unsafe { &*heap_tid });
     insert_element(index, &meta, heap, v);
     page::end_insert(index);

@@ -85,6 +85,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         return stats;
     }
     let stats = result(stats);
+    // SAFETY: vacuum passes a valid info.
     let index = unsafe { (*info).index };
     let freed = reclaim_deleted(index);
     let relinked = repair_reachability(index);
@@ -145,7 +146,9 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
     page::wait_for_inserts(index);
     for block in 1..page::nblocks(index) {
         pgrx::check_for_interrupts!();
-        let mut todo: Vec<(ItemRef, Vec<(usize, Vec<ItemRef>)>)> = Vec::new();
+        // (element, [(level, its list as read)]) for elements linking to deleted ones
+        type Todo = Vec<(ItemRef, Vec<(usize, Vec<ItemRef>)>)>;
+        let mut todo: Todo = Vec::new();
         {
             let buf = LockedBuffer::read(index, block, false);
             for off in 1..=max_offset(buf.page()) {

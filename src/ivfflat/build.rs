@@ -150,9 +150,11 @@ unsafe extern "C-unwind" fn sample_callback(
 ) {
     // SAFETY: `state` is the Sample passed to table_index_build_scan; one column.
     let st = unsafe { &mut *(state as *mut Sample) };
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     if unsafe { *isnull } {
         return;
     }
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let Some(v) = stored_value(unsafe { *values }, &st.meta) else { return };
     st.seen += 1;
     let row = as_row(&st.meta, v.as_bytes());
@@ -240,11 +242,14 @@ unsafe extern "C-unwind" fn filing_callback(
     // SAFETY: `state` is the Filing passed to table_index_build_scan; tid is
     // valid for the call; one column.
     let st = unsafe { &mut *(state as *mut Filing) };
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     if unsafe { *isnull } {
         return;
     }
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let Some(v) = stored_value(unsafe { *values }, &st.meta) else { return };
     let list = nearest_list(&st.meta, &st.centers, v.as_bytes());
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     st.add(list, layout::entry_item(unsafe { &*tid }, v.as_bytes()));
     st.done += 1;
     if st.done % 1024 == 0 {

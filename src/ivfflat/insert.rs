@@ -123,10 +123,12 @@ pub unsafe extern "C-unwind" fn aminsert(
         return false;
     }
     let meta = layout::read_meta(index);
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let Some(v) = stored_value(unsafe { *values }, &meta) else { return false };
     let lists = layout::read_directory(index, &meta);
     let centers: Vec<Vec<u8>> = lists.iter().map(|l| l.center.clone()).collect();
     let target = &lists[nearest_list(&meta, &centers, v.as_bytes())];
+    // SAFETY: the callback's values/isnull hold one column and its tid is valid for the call.
     let entry = layout::entry_item(unsafe { &*heap_tid }, v.as_bytes());
     // The chain's ends as they are now, under the directory page's lock.
     let dir = LockedBuffer::read(index, target.block, true);
@@ -220,6 +222,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     }
     // No bulk delete ran (nothing to remove): count what is there.
     let stats = result(stats);
+    // SAFETY: vacuum passes a valid info.
     let index = unsafe { (*info).index };
     let meta = layout::read_meta(index);
     let mut live = 0.0;

@@ -209,7 +209,7 @@ impl ElementShape {
         // a sparse vector is whole (index, value) pairs; the merge of two
         // lists stays in bounds whatever their order, so that is all a read
         // needs (inserts store only values pgvector's checks accepted)
-        if self.variable() && (item.len() - need) % 8 != 0 {
+        if self.variable() && !(item.len() - need).is_multiple_of(8) {
             return Err(LayoutError::BadCode("sparse vector length"));
         }
         Ok(level)

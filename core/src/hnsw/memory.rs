@@ -188,8 +188,8 @@ impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
             let bytes = std::mem::size_of_val(v);
             let p = v.as_ptr() as *const u8;
             for off in (0..bytes.min(PREFETCH_LINES * 64)).step_by(64) {
-                // SAFETY: `off` is within the vector's bytes.
-                prefetch_line(unsafe { p.add(off) });
+                // `off` is within the vector's bytes; the address is only a hint
+                prefetch_line(p.wrapping_add(off));
             }
         }
     }
@@ -201,6 +201,7 @@ impl<E: IndexElement> QueryDistance<u32> for ToQuery<'_, E> {
 const PREFETCH_LINES: usize = 4;
 /// Starts loading the cache line at `p` (a hint: never faults, never blocks).
 #[inline(always)]
+#[allow(unsafe_code)] // the prefetch intrinsic
 fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch has no architectural effect; SSE is x86_64 baseline.
