@@ -27,10 +27,11 @@ from vectors import clustered, text
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXPORTER = shutil.which("prometheus-postgres-exporter")
 PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
 PORT, EXPORTER_PORT, PROMETHEUS_PORT = 28847, 29187, 29090
 DIM = 64
 
-pytestmark = pytest.mark.skipif(not (EXPORTER and PROMETHEUS),
+pytestmark = pytest.mark.skipif(not (EXPORTER and PROMETHEUS and PROMTOOL),
                                 reason="Debian's prometheus and prometheus-postgres-exporter are not installed")
 
 
@@ -72,6 +73,12 @@ def promql(expr: str) -> list:
     r = json.loads(get(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query?{q}"))
     assert r["status"] == "success", (expr, r)
     return r["data"]["result"]
+
+
+def test_alert_rules_pass_promtool():
+    r = subprocess.run([PROMTOOL, "check", "rules", str(REPO / "ops/quiver-alerts.yml")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 7 rules found" in r.stdout, r.stdout
 
 
 def test_exporter_and_prometheus_see_what_quiver_reports():
