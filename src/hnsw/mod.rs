@@ -29,66 +29,47 @@ pub struct Opclass {
     pub kind: ElementKind,
 }
 
-/// Resolves metric and element kind from the opclass's support function 1
-/// (its C symbol names both) and whether function 2 (a norm) is present,
-/// which marks cosine.
+/// Resolves metric and element kind from the catalog: the kind from the
+/// operator class's input type, the metric from its ordering operator
+/// (strategy 1). Both are the SQL surface users write (`vector`, `<=>`),
+/// which no upgrade renames; support function names are free to change.
 pub fn resolve_opclass(index: pg_sys::Relation) -> Opclass {
-    // SAFETY: `index` is an open index relation; index_getprocid and
-    // get_func_name only read the catalog caches.
-    let (name, has_norm) = unsafe {
-        let proc1 = pg_sys::index_getprocid(index, 1, 1);
-        let proc2 = pg_sys::index_getprocid(index, 1, 2);
-        let name = pg_sys::get_func_name(proc1);
-        let name =
-            if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
-        (name, proc2 != pg_sys::InvalidOid)
+    // SAFETY: `index` is an open index relation with one key column, so
+    // rd_opfamily and rd_opcintype have one entry each; the lsyscache
+    // lookups only read the catalog caches and return palloc'd names.
+    let (typname, opname) = unsafe {
+        let family = *(*index).rd_opfamily;
+        let intype = *(*index).rd_opcintype;
+        let op = pg_sys::get_opfamily_member(family, intype, intype, 1);
+        let opname = if op == pg_sys::InvalidOid { std::ptr::null_mut() } else { pg_sys::get_opname(op) };
+        let cstr = |p: *mut std::ffi::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        // qualified, so that search_path cannot matter; the schema is cut off below
+        (cstr(pg_sys::format_type_be_qualified(intype)), cstr(opname))
     };
-    let kind = if name.starts_with("sparsevec") {
-        ElementKind::Sparse
-    } else if name.starts_with("halfvec") {
-        ElementKind::F16
-    } else if name.starts_with("hamming") || name.starts_with("jaccard") {
-        ElementKind::Bits
-    } else {
-        ElementKind::F32
+    let unqualified = typname.rsplit('.').next().unwrap_or("").trim_matches('"');
+    let kind = match unqualified {
+        "vector" => ElementKind::F32,
+        "halfvec" => ElementKind::F16,
+        "sparsevec" => ElementKind::Sparse,
+        "bit" => ElementKind::Bits,
+        other => pgrx::error!("hnsw: unsupported operator class input type \"{other}\""),
     };
-    let metric = if name.ends_with("l2_squared_distance") {
-        Metric::L2Squared
-    } else if name.ends_with("negative_inner_product") {
-        if has_norm {
-            Metric::Cosine
-        } else {
-            Metric::NegativeDot
-        }
-    } else if name.ends_with("l1_distance") {
-        Metric::L1
-    } else if name.starts_with("hamming") {
-        Metric::Hamming
-    } else if name.starts_with("jaccard") {
-        Metric::Jaccard
-    } else {
-        pgrx::error!("hnsw: unsupported operator class support function \"{name}\"");
+    let metric = match opname.as_str() {
+        "<->" => Metric::L2Squared,
+        "<#>" => Metric::NegativeDot,
+        "<=>" => Metric::Cosine,
+        "<+>" => Metric::L1,
+        "<~>" => Metric::Hamming,
+        "<%>" => Metric::Jaccard,
+        other => pgrx::error!("hnsw: unsupported operator class ordering operator \"{other}\""),
     };
-    // l1_distance(halfvec, halfvec) shares the SQL name with the vector one:
-    // tell them apart by the indexed column's type.
-    let kind = if metric == Metric::L1 { column_kind(index) } else { kind };
     Opclass { metric, kind }
-}
-
-fn column_kind(index: pg_sys::Relation) -> ElementKind {
-    // SAFETY: an index relation has a tuple descriptor with at least one attribute.
-    let typname = unsafe {
-        let att = (*(*index).rd_att).attrs.as_ptr();
-        let p = pg_sys::format_type_be((*att).atttypid);
-        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-    };
-    if typname.starts_with("halfvec") {
-        ElementKind::F16
-    } else if typname.starts_with("sparsevec") {
-        ElementKind::Sparse
-    } else {
-        ElementKind::F32
-    }
 }
 
 /// Dimensions of the indexed column (`vector(n)`, `halfvec(n)`, `bit(n)`).
