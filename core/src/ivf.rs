@@ -16,7 +16,7 @@ pub fn kmeans(rows: &[f32], dim: usize, k: usize, spherical: bool, iterations: u
         return centers;
     }
     let row = |i: usize| &rows[i * dim..(i + 1) * dim];
-    let mut rng = crate::hnsw::SplitMix64(seed);
+    let mut rng = crate::rng::SplitMix64(seed);
     // k-means++: each next center drawn with probability proportional to
     // the squared distance to the nearest center so far
     let first = (rng.next_u64() % n as u64) as usize;
@@ -251,7 +251,7 @@ mod tests {
     fn converged_centers_are_the_means_of_their_rows() {
         // Elkan's skipped distances must not change the answer: at
         // convergence every center is the mean of the rows nearest to it
-        let mut rng = crate::hnsw::SplitMix64(3);
+        let mut rng = crate::rng::SplitMix64(3);
         let (n, dim, k) = (600, 6, 12);
         let rows: Vec<f32> = (0..n * dim).map(|_| (rng.next_unit() * 10.0) as f32).collect();
         let centers = kmeans(&rows, dim, k, false, 500, 11);

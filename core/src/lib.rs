@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod ops;
 pub mod quantize;
+pub mod rng;
 pub mod scalar;
 #[allow(unsafe_code)] // intrinsics behind run-time CPU feature checks
 pub mod simd;

@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn quantiles_agree_with_sorted_samples_to_the_bucket() {
-        let mut rng = crate::hnsw::SplitMix64(9);
+        let mut rng = crate::rng::SplitMix64(9);
         let mut samples: Vec<u64> =
             (0..10_000).map(|_| (rng.next_unit() * rng.next_unit() * 200_000.0) as u64).collect();
         let mut h = [0u64; BUCKETS];

@@ -24,7 +24,7 @@
 //! Stored code: `ceil(D / 8)` bytes of bits (dimension `i` is bit `i % 8` of
 //! byte `i / 8`), then f32 `|r|`, f32 `<x, P u>`, f32 `<r, c>`, little-endian.
 
-use crate::hnsw::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::space::Metric;
 
 /// How an index stores its vectors.
