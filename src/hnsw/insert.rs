@@ -14,7 +14,8 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
-use quiver_core::space::AlignedBytes;
+use quiver_core::hnsw::origin_seeds;
+use quiver_core::space::{links_by_cosine, AlignedBytes};
 use std::cell::RefCell;
 
 thread_local! {
@@ -143,6 +144,13 @@ fn place(
         meta.entry = Some((r, level as u16));
     }
     item(meta_page, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
+    if origin_seeds::kept_by(meta.metric, links_by_cosine(meta.kind, meta.dims)) {
+        let mut seeds = page::origin_seeds_on(index, meta_page);
+        let stored = shape.vector(data);
+        if seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, stored)) {
+            page::put_origin_seeds(index, meta_page, &seeds);
+        }
+    }
     w.finish();
     Some((r, meta))
 }

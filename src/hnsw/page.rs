@@ -4,6 +4,7 @@
 
 use pgrx::pg_sys;
 use quiver_core::hnsw::layout::{ItemRef, LayoutError, Meta, META_SIZE};
+use quiver_core::hnsw::origin_seeds::OriginSeeds;
 
 pub const META_BLOCK: u32 = 0;
 
@@ -140,6 +141,58 @@ pub fn read_codec(index: pg_sys::Relation, meta: &Meta) -> quiver_core::quantize
         Some(b) => corrupted(index, &format!("center item has {} bytes, needs {want}", b.len())),
         None => corrupted(index, "binary-quantized index without a center item"),
     }
+}
+
+/// Item of the meta page holding a cosine-linked index's origin seeds
+/// (`quiver_core::hnsw::origin_seeds`); such indexes are never quantized, so
+/// it is the slot a quantized index's center takes.
+pub const ORIGIN_SEEDS_ITEM: u16 = 2;
+
+/// The origin seeds on meta page `page`: none yet when the item is absent
+/// (an empty index, or one built before seeds were kept).
+pub fn origin_seeds_on(index: pg_sys::Relation, page: pg_sys::Page) -> OriginSeeds {
+    if max_offset(page) < ORIGIN_SEEDS_ITEM {
+        return OriginSeeds::default();
+    }
+    match item(page, ORIGIN_SEEDS_ITEM).map(|b| OriginSeeds::from_bytes(b)) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => corrupted(index, &format!("origin seeds: {e}")),
+        None => OriginSeeds::default(),
+    }
+}
+
+/// Stores `seeds` on meta page `page`, a copy registered with a
+/// [`PageWrite`] (the caller's record logs it).
+pub fn put_origin_seeds(index: pg_sys::Relation, page: pg_sys::Page, seeds: &OriginSeeds) {
+    let bytes = seeds.to_bytes();
+    match item(page, ORIGIN_SEEDS_ITEM) {
+        Some(it) if max_offset(page) >= ORIGIN_SEEDS_ITEM => it.copy_from_slice(&bytes),
+        _ => {
+            if add_item(page, &bytes) != Some(ORIGIN_SEEDS_ITEM) {
+                corrupted(index, "meta page has no room for the origin seeds");
+            }
+        }
+    }
+}
+
+/// The origin seeds, read under a share lock of the meta page.
+pub fn read_origin_seeds(index: pg_sys::Relation) -> OriginSeeds {
+    let buf = LockedBuffer::read(index, META_BLOCK, false);
+    origin_seeds_on(index, buf.page())
+}
+
+/// Changes the origin seeds with `f` under the meta page's exclusive lock,
+/// in one WAL record when `f` says it changed them.
+pub fn update_origin_seeds(index: pg_sys::Relation, f: impl FnOnce(&mut OriginSeeds) -> bool) {
+    let buf = LockedBuffer::read(index, META_BLOCK, true);
+    let mut seeds = origin_seeds_on(index, buf.page());
+    if !f(&mut seeds) {
+        return;
+    }
+    let mut w = PageWrite::start(index);
+    let p = w.register(buf, false);
+    put_origin_seeds(index, p, &seeds);
+    w.finish();
 }
 
 pub fn corrupted(index: pg_sys::Relation, detail: &str) -> ! {

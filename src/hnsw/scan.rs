@@ -11,7 +11,9 @@ use super::rescore::HeapVectors;
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ItemRef, Meta};
+use quiver_core::hnsw::origin_seeds;
 use quiver_core::hnsw::resumable::Resumable;
+use quiver_core::hnsw::{Candidate, QueryDistance};
 use quiver_core::quantize::Quantization;
 use quiver_core::space::AlignedBytes;
 use std::cmp::Reverse;
@@ -180,6 +182,19 @@ fn start_search(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
             break (g, cur);
         }
     };
+    let mut cur = cur;
+    if !st.no_query && origin_seeds::kept_by(g.metric, g.links_by_cosine) {
+        // the elements nearest the origin, which no walk from the query's
+        // neighbourhood reaches in a cosine-linked graph (see origin_seeds)
+        for node in page::read_origin_seeds(index).nodes() {
+            if cur.iter().all(|c| c.node != node) {
+                let distance = g.distance(node);
+                if distance.is_finite() {
+                    cur.push(Candidate { distance, node });
+                }
+            }
+        }
+    }
     let r = Resumable::new(&mut g, &cur);
     st.search = Some((g, r));
 }

@@ -19,8 +19,9 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
 use quiver_core::hnsw::layout::ElementShape;
 use quiver_core::hnsw::layout::ItemRef;
+use quiver_core::hnsw::origin_seeds::{self, OriginSeeds};
 use quiver_core::hnsw::{search_layer, Candidate, Graph, QueryDistance};
-use quiver_core::space::AlignedBytes;
+use quiver_core::space::{links_by_cosine, AlignedBytes};
 
 fn result(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
@@ -118,6 +119,8 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
     let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let mut deleted: IdHashSet<u64> = IdHashSet::default();
     let mut highest_live: Option<(ItemRef, usize)> = None;
+    let keeps_seeds = origin_seeds::kept_by(meta.metric, links_by_cosine(meta.kind, meta.dims));
+    let mut seeds = OriginSeeds::default();
     for block in 1..page::nblocks(index) {
         pgrx::check_for_interrupts!();
         let buf = LockedBuffer::read(index, block, false);
@@ -133,6 +136,9 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
                 let level = ElementShape::level(it);
                 if highest_live.map(|(_, l)| level > l).unwrap_or(true) {
                     highest_live = Some((r, level));
+                }
+                if keeps_seeds {
+                    seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, shape.vector(it)));
                 }
             }
         }
@@ -180,7 +186,19 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
             }
         }
     });
-    // Inserts that read the old entry point are done after this.
+    if keeps_seeds {
+        // The seeds as they are now (inserts since the pass above added
+        // theirs) without the deleted elements, refilled from the live ones
+        // the pass measured: the slots freed below may be reused.
+        page::update_origin_seeds(index, |now| {
+            now.retain(|n| !deleted.contains(&n));
+            for (n, d) in seeds.entries() {
+                now.offer(n, d);
+            }
+            true
+        });
+    }
+    // Inserts that read the old entry point or seeds are done after this.
     page::wait_for_inserts(index);
     let mut freed = 0;
     for block in 1..page::nblocks(index) {

@@ -5,6 +5,7 @@
 pub mod fasthash;
 pub mod layout;
 pub mod memory;
+pub mod origin_seeds;
 pub mod portable;
 pub mod resumable;
 pub mod search;
