@@ -8,6 +8,7 @@
 //!   instead of linking one (`hnsw::build`), and inserts any row the graph
 //!   does not cover.
 
+use crate::hnsw::prebuilt::PrebuiltGraph;
 use crate::snapshot::{corrupted, leaves, open_existing, require};
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
@@ -19,45 +20,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::BufReader;
 
-/// A shard's stored graph and where its rows landed, waiting for the index build.
-pub struct PendingGraph {
-    pub meta: Meta,
-    pub center: Vec<u8>,
-    pub elements: Vec<PortableElement>,
-    /// new heap TID (packed as `ItemRef::pack`) -> row id
-    pub ids: IdHashMap<u64, i64>,
-}
-
-struct Pending {
-    /// the restoring transaction: graphs never outlive it
-    xid: pg_sys::TransactionId,
-    graphs: HashMap<pg_sys::Oid, PendingGraph>,
-}
-
 thread_local! {
-    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
     static FEED: RefCell<Option<Feed>> = const { RefCell::new(None) };
-}
-
-/// The stored graph for table `heap`, if this transaction's restore left
-/// one (taken: a second build of the same table links its own).
-pub fn take_pending_graph(heap: pg_sys::Oid) -> Option<PendingGraph> {
-    // SAFETY: reads the top transaction's xid, if it has one.
-    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        let same = p.as_ref().map(|x| x.xid == xid && xid != pg_sys::InvalidTransactionId).unwrap_or(false);
-        if !same {
-            *p = None;
-            return None;
-        }
-        let pending = p.as_mut().expect("checked above");
-        let g = pending.graphs.remove(&heap);
-        if pending.graphs.is_empty() {
-            *p = None;
-        }
-        g
-    })
 }
 
 #[derive(Default)]
@@ -280,11 +244,9 @@ fn keep_graphs(relid: pg_sys::Oid, mut graphs: HashMap<u32, ShardGraph>) {
             }
             ids
         });
-        pending.insert(leaf.oid, PendingGraph { meta, center, elements, ids });
+        pending.insert(leaf.oid, PrebuiltGraph { meta, center, elements, ids });
     }
-    // SAFETY: the restore has written rows, so the transaction has an xid.
-    let xid = unsafe { pg_sys::GetTopTransactionId() };
-    PENDING.with(|p| *p.borrow_mut() = (!pending.is_empty()).then_some(Pending { xid, graphs: pending }));
+    crate::hnsw::prebuilt::hand_over(pending);
 }
 
 crate::fmgr::pg_function!(quiver_snapshot_load, |a| {

@@ -228,12 +228,9 @@ impl BuildState {
 }
 
 /// The graph a snapshot restore left for this table (see
-/// `crate::snapshot`), mapped onto the rows the build scan collected; None
+/// `super::prebuilt`), mapped onto the rows the build scan collected; None
 /// (with a NOTICE) when it cannot be used, and the index is built instead.
-fn restored_graph(
-    st: &BuildState,
-    g: crate::snapshot_restore::PendingGraph,
-) -> Option<(Relinked, Option<BinaryCodec>)> {
+fn restored_graph(st: &BuildState, g: super::prebuilt::PrebuiltGraph) -> Option<(Relinked, Option<BinaryCodec>)> {
     let skip = |why: &str| {
         pgrx::notice!("hnsw: not using the snapshot's graph ({why}); building the index");
         None
@@ -515,36 +512,35 @@ pub unsafe extern "C-unwind" fn ambuild(
     let threads = (workers + 1).min(cores).max(1);
     // SAFETY: rd_id of an open relation.
     let heap_oid = unsafe { (*heap).rd_id };
-    let (links, levels, entry, codec) =
-        match crate::snapshot_restore::take_pending_graph(heap_oid).and_then(|g| restored_graph(&st, g)) {
-            Some((g, codec)) => {
-                pgrx::debug1!(
-                    "hnsw: restoring a stored graph of {} elements ({} to link again), {} rows to link",
-                    g.order.len(),
-                    g.damaged.iter().filter(|d| **d).count(),
-                    g.rest.len()
-                );
-                let mut order = g.order.clone();
-                order.extend_from_slice(&g.rest);
-                st.keep_rows(&order);
-                let (links, levels, entry) = match meta.kind {
-                    ElementKind::F32 => relinked::<f32>(&st, g),
-                    ElementKind::F16 => relinked::<half::f16>(&st, g),
-                    ElementKind::Bits => relinked::<u8>(&st, g),
-                    ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
-                };
-                (links, levels, entry, codec)
-            }
-            None => {
-                let (links, levels, entry) = match meta.kind {
-                    ElementKind::F32 => link::<f32>(&st, threads),
-                    ElementKind::F16 => link::<half::f16>(&st, threads),
-                    ElementKind::Bits => link::<u8>(&st, threads),
-                    ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
-                };
-                (links, levels, entry, build_codec(&st))
-            }
-        };
+    let (links, levels, entry, codec) = match super::prebuilt::take(heap_oid).and_then(|g| restored_graph(&st, g)) {
+        Some((g, codec)) => {
+            pgrx::debug1!(
+                "hnsw: restoring a stored graph of {} elements ({} to link again), {} rows to link",
+                g.order.len(),
+                g.damaged.iter().filter(|d| **d).count(),
+                g.rest.len()
+            );
+            let mut order = g.order.clone();
+            order.extend_from_slice(&g.rest);
+            st.keep_rows(&order);
+            let (links, levels, entry) = match meta.kind {
+                ElementKind::F32 => relinked::<f32>(&st, g),
+                ElementKind::F16 => relinked::<half::f16>(&st, g),
+                ElementKind::Bits => relinked::<u8>(&st, g),
+                ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
+            };
+            (links, levels, entry, codec)
+        }
+        None => {
+            let (links, levels, entry) = match meta.kind {
+                ElementKind::F32 => link::<f32>(&st, threads),
+                ElementKind::F16 => link::<half::f16>(&st, threads),
+                ElementKind::Bits => link::<u8>(&st, threads),
+                ElementKind::Sparse => unreachable!("sparse indexes are built by inserts"),
+            };
+            (links, levels, entry, build_codec(&st))
+        }
+    };
     let linked = started.elapsed();
     // SAFETY: progress reporting only writes this backend's status slot.
     unsafe { pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE) };

@@ -13,8 +13,8 @@ use super::page::{self, add_item, free_space, init_page, item, meta_from_page, L
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
 use quiver_core::hnsw::origin_seeds;
+use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
 use quiver_core::space::{links_by_cosine, AlignedBytes};
 use std::cell::RefCell;
 

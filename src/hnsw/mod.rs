@@ -13,6 +13,7 @@ pub mod graph;
 pub mod insert;
 pub mod options;
 pub mod page;
+pub mod prebuilt;
 pub mod rescore;
 pub mod scan;
 pub mod shards;
