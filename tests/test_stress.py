@@ -151,7 +151,10 @@ def test_churn_with_crashes_keeps_every_committed_row_reachable():
                                      (key, rows[key])).fetchall()
                 assert found == [(key,)], f"row {key} not reachable through the index"
             conn.execute("RESET hnsw.iterative_scan")
-            conn.execute("VACUUM t")
+            # INDEX_CLEANUP ON: with dead rows on under 2% of the table's pages
+            # VACUUM leaves the indexes alone (PostgreSQL 14+), and the index
+            # then rightly still counts their elements as live
+            conn.execute("VACUUM (INDEX_CLEANUP ON) t")
             report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
             assert report["unreachable_live"] == 0 and report["live"] == len(rows), report
     finally:
