@@ -5,7 +5,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+# QUIVER_PG_BIN: another installation of the same major (as for the tests)
+PG_BIN="${QUIVER_PG_BIN:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
 PG_CONFIG="${PG_BIN}/pg_config"
 PGRX_VERSION="0.18.0"
 BUILD="${REPO}/.build"

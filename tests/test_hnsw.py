@@ -130,6 +130,31 @@ def test_iterative_scan_returns_k_rows_under_a_selective_filter(db):
         assert r >= 0.9, (mode, r)
 
 
+def test_iterative_scan_past_max_scan_tuples_returns_what_it_measured(db):
+    """Past hnsw.max_scan_tuples the walk stops, but the candidates it
+    measured are still returned, nearest first (pgvector's behaviour): a
+    1% filter with a limit of 2,000 measured elements still fills LIMIT 10
+    (before, the scan returned 1 row with a limit of 600)."""
+    data = clustered(5000, DIM, seed=43)
+    load(db, "vector", data)
+    db.execute("CREATE INDEX ON items USING hnsw (v vector_l2_ops)")
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET hnsw.ef_search = 10")
+    db.execute("SET hnsw.max_scan_tuples = 2000")
+    q = clustered(1, DIM, seed=44)[0]
+    subset = [i for i in range(5000) if i % 100 == 7]
+    for mode in ("relaxed_order", "strict_order"):
+        db.execute(f"SET hnsw.iterative_scan = {mode}")
+        rows = db.execute("SELECT id, v <-> %s AS d FROM items WHERE cat = 7 ORDER BY v <-> %s LIMIT 10",
+                          (text(q), text(q))).fetchall()
+        assert len(rows) == 10, (mode, rows)
+        assert all(i % 100 == 7 for i, _ in rows)
+        if mode == "strict_order":
+            assert [d for _, d in rows] == sorted(d for _, d in rows)
+        r = recall_at_k([subset.index(i) for i, _ in rows], data[subset], q, "l2")
+        assert r >= 0.5, (mode, r)
+
+
 def test_delete_vacuum_insert_keeps_recall(db):
     data = clustered(4000, DIM, seed=51)
     queries = clustered(50, DIM, seed=52)

@@ -249,6 +249,31 @@ fn next_batch(st: &mut ScanState) {
             batch.append(&mut ties);
         }
     }
+    queue(st, batch);
+}
+
+/// After `hnsw.max_scan_tuples`, an iterative scan stops walking but still
+/// returns what the walk measured and did not return yet, nearest first, as
+/// pgvector's does: under a selective filter those are where the matching
+/// rows are (on 400k rows with a 1% filter, stopping at the limit returned
+/// 9.6 rows per `LIMIT 10`). Marks the scan exhausted when none are left.
+fn drain_measured(st: &mut ScanState) {
+    let Some((_, r)) = st.search.as_mut() else {
+        st.exhausted = true;
+        return;
+    };
+    let batch = r.take_measured(st.ef.max(1));
+    if batch.is_empty() {
+        st.exhausted = true;
+        return;
+    }
+    queue(st, batch);
+}
+
+/// Puts the rows of `batch` (nearest first) in the scan's result queue, each
+/// heap row once.
+fn queue(st: &mut ScanState, batch: Vec<Candidate<u64>>) {
+    let Some((g, _)) = st.search.as_mut() else { return };
     // Code order is not the order returned when rescoring: keep them all.
     let strict = options::iterative_scan() == IterativeScan::StrictOrder && !st.rescoring;
     for c in batch {
@@ -282,13 +307,26 @@ fn batch_shape(ef: usize, rescoring: bool) -> (usize, usize) {
     (beam, pool)
 }
 
-/// Whether the scan may search past its first batch.
-fn may_continue(st: &ScanState) -> bool {
+/// What an exhausted first batch leaves a scan: nothing more (no iterative
+/// scan), more of the walk, or only the candidates it measured (past
+/// `hnsw.max_scan_tuples`, see [`drain_measured`]).
+#[derive(PartialEq)]
+enum Continue {
+    No,
+    Walk,
+    Drain,
+}
+
+fn may_continue(st: &ScanState) -> Continue {
     if st.exhausted || options::iterative_scan() == IterativeScan::Off {
-        return false;
+        return Continue::No;
     }
     let visited = st.search.as_ref().map(|(_, r)| r.visited_count).unwrap_or(0);
-    visited < options::max_scan_tuples().max(1) as usize
+    if visited < options::max_scan_tuples().max(1) as usize {
+        Continue::Walk
+    } else {
+        Continue::Drain
+    }
 }
 
 /// Reads exact distances from the table until `need` candidates have been
@@ -313,11 +351,12 @@ fn rescore_until(scan: pg_sys::IndexScanDesc, st: &mut ScanState, need: usize) {
             }
             continue;
         }
-        if !may_continue(st) {
-            break;
+        match may_continue(st) {
+            Continue::No => break,
+            Continue::Walk => next_batch(st),
+            Continue::Drain => drain_measured(st),
         }
         pgrx::check_for_interrupts!();
-        next_batch(st);
         // A new batch is rescored whole, so its rows come back in exact
         // order among themselves (filtered scans read many batches).
         need = need.max(st.rescored_count + st.results.len());
@@ -411,11 +450,12 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         if !st.results.is_empty() {
             continue; // rescoring was impossible: code order it is
         }
-        if !may_continue(st) {
-            return false;
+        match may_continue(st) {
+            Continue::No => return false,
+            Continue::Walk => next_batch(st),
+            Continue::Drain => drain_measured(st),
         }
         pgrx::check_for_interrupts!();
-        next_batch(st);
     }
 }
 
