@@ -24,22 +24,26 @@ const VECTOR_HEADER: usize = 8;
 
 /// Detoasts argument `n` into a plain 4-byte-header varlena.
 fn detoast(args: &Args, n: usize) -> *mut pg_sys::varlena {
-    let p: *mut pg_sys::varlena = args.datum(n).cast_mut_ptr();
-    // A plain value (4-byte header, neither compressed nor external, as
-    // every stored vector of more than 30 dimensions is) needs no call:
-    // pg_detoast_datum would return it as it is, and each call into
-    // Postgres costs a guarded boundary (sigsetjmp). 4% of an exact search's
-    // time went to the call and its guard. The first header byte's two low
-    // bits are 0 exactly for that form (VARATT_IS_4B_U, little-endian;
-    // big-endian machines take the call).
-    // SAFETY: the argument is a varlena datum (by the SQL signature), so
-    // its first byte is readable.
-    if cfg!(target_endian = "little") && unsafe { *(p as *const u8) } & 0x03 == 0 {
-        return p;
+    detoasted(args.datum(n))
+}
+
+/// `datum` (a varlena) as a plain 4-byte-header varlena: the value itself
+/// when it is one already (neither short, compressed nor external, as every
+/// stored vector of more than 30 dimensions is), else pg_detoast_datum's
+/// palloc'd copy. The check spares the call: each call into Postgres costs
+/// a guarded boundary (sigsetjmp), 4% of an exact search's time.
+fn detoasted(datum: pg_sys::Datum) -> *mut pg_sys::varlena {
+    let p: *mut pg_sys::varlena = datum.cast_mut_ptr();
+    // SAFETY: `datum` is a non-null varlena (by the SQL signature or the
+    // indexed column's type), so its header is readable; pg_detoast_datum
+    // returns the value or an untoasted copy with a 4-byte header.
+    unsafe {
+        if pgrx::varlena::varatt_is_4b_u(p) {
+            p
+        } else {
+            pg_sys::pg_detoast_datum(p)
+        }
     }
-    // SAFETY: as above; pg_detoast_datum returns the value, or a palloc'd
-    // untoasted copy, with a 4-byte header.
-    unsafe { pg_sys::pg_detoast_datum(p) }
 }
 
 /// Total size of a detoasted varlena.
@@ -284,9 +288,7 @@ pub fn datum_payload(datum: pg_sys::Datum, kind: quiver_core::space::ElementKind
     if kind == ElementKind::Sparse {
         return sparse_payload(datum);
     }
-    // SAFETY: `datum` is a non-null varlena of the indexed column's type;
-    // pg_detoast_datum returns a 4-byte-header copy or the value itself.
-    let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+    let p = detoasted(datum);
     let total = size_of_detoasted(p);
     if total < VECTOR_HEADER {
         pgrx::error!("quiver: indexed value of {total} bytes is shorter than its header");
@@ -331,9 +333,7 @@ const SPARSE_HEADER: usize = 16;
 /// A `sparsevec` datum's dimensions and its indices and values as an index
 /// stores them; checked as `sparse_arg` checks arguments.
 fn sparse_payload(datum: pg_sys::Datum) -> (usize, Vec<u8>) {
-    // SAFETY: `datum` is a non-null sparsevec varlena; pg_detoast_datum
-    // returns a 4-byte-header copy or the value itself.
-    let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+    let p = detoasted(datum);
     let total = size_of_detoasted(p);
     if total < SPARSE_HEADER {
         pgrx::error!("quiver: indexed sparsevec of {total} bytes is shorter than its header");

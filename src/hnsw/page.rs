@@ -151,9 +151,6 @@ pub const ORIGIN_SEEDS_ITEM: u16 = 2;
 /// The origin seeds on meta page `page`: none yet when the item is absent
 /// (an empty index, or one built before seeds were kept).
 pub fn origin_seeds_on(index: pg_sys::Relation, page: pg_sys::Page) -> OriginSeeds {
-    if max_offset(page) < ORIGIN_SEEDS_ITEM {
-        return OriginSeeds::default();
-    }
     match item(page, ORIGIN_SEEDS_ITEM).map(|b| OriginSeeds::from_bytes(b)) {
         Some(Ok(s)) => s,
         Some(Err(e)) => corrupted(index, &format!("origin seeds: {e}")),
@@ -166,8 +163,8 @@ pub fn origin_seeds_on(index: pg_sys::Relation, page: pg_sys::Page) -> OriginSee
 pub fn put_origin_seeds(index: pg_sys::Relation, page: pg_sys::Page, seeds: &OriginSeeds) {
     let bytes = seeds.to_bytes();
     match item(page, ORIGIN_SEEDS_ITEM) {
-        Some(it) if max_offset(page) >= ORIGIN_SEEDS_ITEM => it.copy_from_slice(&bytes),
-        _ => {
+        Some(it) => it.copy_from_slice(&bytes),
+        None => {
             if add_item(page, &bytes) != Some(ORIGIN_SEEDS_ITEM) {
                 corrupted(index, "meta page has no room for the origin seeds");
             }
@@ -182,13 +179,11 @@ pub fn read_origin_seeds(index: pg_sys::Relation) -> OriginSeeds {
 }
 
 /// Changes the origin seeds with `f` under the meta page's exclusive lock,
-/// in one WAL record when `f` says it changed them.
-pub fn update_origin_seeds(index: pg_sys::Relation, f: impl FnOnce(&mut OriginSeeds) -> bool) {
+/// in one WAL record.
+pub fn update_origin_seeds(index: pg_sys::Relation, f: impl FnOnce(&mut OriginSeeds)) {
     let buf = LockedBuffer::read(index, META_BLOCK, true);
     let mut seeds = origin_seeds_on(index, buf.page());
-    if !f(&mut seeds) {
-        return;
-    }
+    f(&mut seeds);
     let mut w = PageWrite::start(index);
     let p = w.register(buf, false);
     put_origin_seeds(index, p, &seeds);

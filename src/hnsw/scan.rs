@@ -308,10 +308,9 @@ fn batch_shape(ef: usize, rescoring: bool) -> (usize, usize) {
     (beam, pool)
 }
 
-/// What an exhausted first batch leaves a scan: nothing more (no iterative
-/// scan), more of the walk, or only the candidates it measured (past
+/// What a scan whose queue ran dry does next: end (no iterative scan, or
+/// nothing left), walk on, or return only the candidates it measured (past
 /// `hnsw.max_scan_tuples`, see [`drain_measured`]).
-#[derive(PartialEq)]
 enum Continue {
     No,
     Walk,

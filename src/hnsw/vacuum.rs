@@ -195,7 +195,6 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
             for (n, d) in seeds.entries() {
                 now.offer(n, d);
             }
-            true
         });
     }
     // Inserts that read the old entry point or seeds are done after this.
