@@ -245,6 +245,59 @@ def test_concurrent_first_inserts_into_an_empty_index_stay_reachable(db, quantiz
         assert every_row_by_its_own_vector(db, table) == []
 
 
+def test_searches_and_inserts_find_their_way_while_vacuum_has_flagged_the_entry_point(db):
+    # Between VACUUM's bulk delete (which flags the elements of dead rows) and
+    # its cleanup (which moves the entry point off a flagged one) the heap is
+    # vacuumed; cost delays stretch that window to seconds. The entry point is
+    # among the deleted: every element the build made is (inserts after it
+    # raise the entry point only above the top level, about 1 in 65,000).
+    data = embedding_like(3020, 8, seed=4)
+    db.execute("CREATE TABLE f (id int PRIMARY KEY, v vector(8)) WITH (fillfactor = 30)")
+    with db.cursor().copy("COPY f FROM STDIN") as cp:
+        for i in range(20, 3020):
+            cp.write_row((i, text(data[i])))
+    db.execute("CREATE INDEX f_v_idx ON f USING hnsw (v vector_l2_ops)")
+    for i in range(20):
+        db.execute("INSERT INTO f VALUES (%s, %s)", (i, text(data[i])))
+    db.execute("DELETE FROM f WHERE id >= 20")
+
+    def slow_vacuum():
+        with psycopg.connect(db.info.dsn, autocommit=True) as v:
+            v.execute("SET vacuum_cost_delay = '50ms'")
+            v.execute("SET vacuum_cost_limit = 1")
+            v.execute("VACUUM f")
+
+    vacuum = threading.Thread(target=slow_vacuum)
+    vacuum.start()
+    try:
+        deadline = time.time() + 60
+        phase = None
+        while phase != "vacuuming heap" and time.time() < deadline:
+            time.sleep(0.02)
+            row = db.execute("SELECT phase FROM pg_stat_progress_vacuum "
+                             "WHERE relid = 'f'::regclass").fetchone()
+            phase = row[0] if row else phase
+        assert phase == "vacuuming heap", f"VACUUM never reached the heap phase (last: {phase})"
+        db.execute("SET enable_seqscan = off")
+        q = text(data[5])
+        got = [r[0] for r in db.execute("SELECT id FROM f ORDER BY v <-> %s LIMIT 10", (q,))]
+        db.execute("SET enable_indexscan = off")
+        db.execute("SET enable_seqscan = on")
+        exact = [r[0] for r in db.execute("SELECT id FROM f ORDER BY v <-> %s LIMIT 10", (q,))]
+        db.execute("RESET enable_indexscan")
+        assert got == exact
+        # an insert in the window links its element into the graph
+        db.execute("INSERT INTO f VALUES (5000, %s)", (text(data[1] + 0.01),))
+        report = db.execute("SELECT quiver.index_check('f_v_idx')").fetchone()[0]
+        still = db.execute("SELECT phase FROM pg_stat_progress_vacuum WHERE relid = 'f'::regclass").fetchone()
+        assert still and still[0] == "vacuuming heap", "the window closed before the checks ran"
+        assert report["unreachable_live"] == 0, report
+    finally:
+        vacuum.join()
+    report = db.execute("SELECT quiver.index_check('f_v_idx')").fetchone()[0]
+    assert report["live"] == 21 and report["unreachable_live"] == 0, report
+
+
 def test_index_check_tells_the_truth_while_writers_run(db):
     db.execute(f"CREATE TABLE w (id int PRIMARY KEY, v vector({DIM}))")
     data = embedding_like(3000, DIM, seed=9)

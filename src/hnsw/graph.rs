@@ -166,12 +166,7 @@ impl DiskGraph {
     /// above `down_to`; returns the nearest element found, the start for
     /// the search on level `down_to`.
     pub fn descend(&mut self, entry: ItemRef, top: usize, down_to: usize) -> Vec<Candidate<u64>> {
-        let mut cur = vec![Candidate { distance: self.distance(entry.pack()), node: entry.pack() }];
-        for lv in (down_to + 1..=top).rev() {
-            let mut visited = IdHashSet::default();
-            cur = search_layer(self, &cur, 1, lv, &mut visited);
-        }
-        cur
+        quiver_core::hnsw::descend(self, entry.pack(), top, down_to)
     }
 
     /// Runs `f` on the bytes of element `r` under a share lock; an element

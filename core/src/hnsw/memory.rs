@@ -6,7 +6,8 @@
 
 use super::fasthash::IdHashSet;
 use super::search::{
-    search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance, Visited,
+    occludes, search_layer, select_neighbors, select_neighbors_split, Candidate, Graph, PairDistance, QueryDistance,
+    Visited,
 };
 use super::{Params, SplitMix64};
 use crate::space::{FlatVectors, IndexElement, Metric};
@@ -514,7 +515,10 @@ impl<E: IndexElement> MemoryGraph<E> {
             if kept.len() >= max {
                 break;
             }
-            if kept.iter().all(|k| (it.diverse && k.diverse) || pairs.pair_distance(it.node, k.node) > it.distance) {
+            if kept
+                .iter()
+                .all(|k| (it.diverse && k.diverse) || !occludes(pairs.pair_distance(it.node, k.node), it.distance))
+            {
                 kept.push(it);
             }
         }

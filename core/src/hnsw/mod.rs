@@ -11,8 +11,8 @@ pub mod resumable;
 pub mod search;
 
 pub use search::{
-    search_layer, select_neighbors, select_neighbors_filled, select_neighbors_split, Candidate, Graph, PairDistance,
-    QueryDistance, Visited,
+    descend, search_layer, select_neighbors, select_neighbors_filled, select_neighbors_split, Candidate, Graph,
+    PairDistance, QueryDistance, Visited,
 };
 
 /// Build and shape parameters, pgvector's names and defaults.
