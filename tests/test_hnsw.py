@@ -178,6 +178,38 @@ def test_delete_vacuum_insert_keeps_recall(db):
     assert np.mean(after) >= fresh - 0.01, (fresh, np.mean(after))
 
 
+def test_hamming_recall_after_deleting_three_quarters(db):
+    # pgvector's TAP 022: random 52-bit codes with m = 4, ef_construction = 8,
+    # three quarters deleted and vacuumed; recall of the 20 nearest counts
+    # every row tied with the 20th as a right answer. Hamming distances are
+    # small integers, so the neighbour heuristic meets ties everywhere.
+    rng = np.random.default_rng(22)
+    codes = rng.integers(0, 2, size=(10000, 52), dtype=np.uint8)
+    db.execute("CREATE TABLE b (id int, v bit(52)) WITH (autovacuum_enabled = false)")
+    with db.cursor().copy("COPY b FROM STDIN") as cp:
+        for i, c in enumerate(codes, start=1):
+            cp.write_row((i, "".join(map(str, c))))
+    db.execute("CREATE INDEX ON b USING hnsw (v bit_hamming_ops) WITH (m = 4, ef_construction = 8)")
+    db.execute("DELETE FROM b WHERE id > 2500")
+    db.execute("VACUUM b")
+    live = codes[:2500]
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET hnsw.ef_search = 100")
+    correct = 0
+    queries = rng.integers(0, 2, size=(40, 52), dtype=np.uint8)
+    for q in queries:
+        dist = (live != q).sum(axis=1)
+        right = set((np.flatnonzero(dist <= np.sort(dist)[19]) + 1).tolist())
+        got = [r[0] for r in db.execute("SELECT id FROM b ORDER BY v <~> %s::bit(52) LIMIT 20",
+                                        ("".join(map(str, q)),))]
+        assert len(got) == 20
+        correct += len(right.intersection(got))
+    recall = correct / (20 * len(queries))
+    # measured 0.89-0.92 over four seeds; 0.79-0.83 while VACUUM's repair
+    # searches found no start below a deleted entry point (pgvector asks 0.80)
+    assert recall >= 0.85, recall
+
+
 def test_vacuum_reuses_the_space_of_deleted_elements(db):
     """Churn (insert a batch, delete it, VACUUM) must not grow the index
     without bound: freed space goes to later inserts. Answers stay exact
