@@ -5,9 +5,8 @@ use super::buffer_hints::{prefetch_line, BlockHints};
 use super::page::{corrupted, item, line_pointer_at};
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashMap;
-use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
-use quiver_core::hnsw::{search_layer, Candidate, Graph, PairDistance, QueryDistance};
+use quiver_core::hnsw::{Candidate, Graph, PairDistance, QueryDistance};
 use quiver_core::quantize::{BinaryCodec, BinaryQuery, Quantization};
 use quiver_core::space::{distance_raw, from_f32, normalize_raw, to_f32, AlignedBytes, ElementKind, Metric};
 

@@ -164,9 +164,7 @@ pub unsafe extern "C-unwind" fn amrescan(
 /// at all in a non-empty index started from an element VACUUM reclaimed
 /// under it (VACUUM waits for inserts, not for scans: an element the
 /// descent ends on can lose its slot before its links are read), so it
-/// starts again from the entry point then on the meta page. (The stress
-/// test's rare 0-row searches after a crash restart are not this: they
-/// remain, see docs/reliability.md.)
+/// starts again from the entry point then on the meta page.
 fn start_walk(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     for _ in 0..3 {
         st.search = None;
