@@ -68,12 +68,14 @@ pub fn new_meta(index: pg_sys::Relation) -> Meta {
         insert_block: META_BLOCK,
         elements: 0,
     };
-    if params_of(&meta).level_cap(meta.stored_bytes(), max_item_size() - 8).is_none() {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("column cannot have more than {} dimensions for hnsw index with m = {m}", max_dims(oc.kind, m))
-        );
+    if let Some(limit) = max_dims(oc.kind) {
+        if dims as usize > limit {
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("column cannot have more than {limit} dimensions for hnsw index")
+            );
+        }
     }
     meta
 }
@@ -107,21 +109,24 @@ fn check_quantizable(index: pg_sys::Relation, oc: super::Opclass, dims: usize) {
     }
 }
 
-fn max_dims(kind: ElementKind, m: usize) -> usize {
-    let space = max_item_size() - 8 - quiver_core::hnsw::layout::ELEMENT_HEADER - 4 - 2 * m * 6;
+/// pgvector's dimension limits for hnsw, at every `m`: an element whose
+/// vector does not fit beside its links keeps it in an item of its own,
+/// which holds up to a page (`layout`). Sparse vectors are limited by their
+/// non-zero elements instead (checked per value).
+fn max_dims(kind: ElementKind) -> Option<usize> {
+    const HNSW_MAX_DIM: usize = 2000;
     match kind {
-        ElementKind::F32 => space / 4,
-        ElementKind::F16 => space / 2,
-        ElementKind::Bits => space * 8,
-        ElementKind::Sparse => usize::MAX, // elements vary; see insert::sparse_level
+        ElementKind::F32 => Some(HNSW_MAX_DIM),
+        ElementKind::F16 => Some(2 * HNSW_MAX_DIM),
+        ElementKind::Bits => Some(32 * HNSW_MAX_DIM),
+        ElementKind::Sparse => None,
     }
 }
 
 /// Search parameters of an index, with the level cap its page size allows.
 pub fn params_of(meta: &Meta) -> Params {
     let mut p = meta.params();
-    let bytes = meta.stored_bytes();
-    p.max_level = p.level_cap(bytes, max_item_size() - 8).unwrap_or(0);
+    p.max_level = p.level_cap_apart(super::insert::element_space());
     p
 }
 
@@ -418,40 +423,70 @@ fn write_pages(
 ) -> Meta {
     let shape = ElementShape { params: params_of(&st.meta), vector_bytes: st.meta.stored_bytes() };
     let mut code = vec![0u8; st.meta.stored_bytes()];
-    let places = place(levels.iter().map(|l| shape.size(*l as usize)));
+    // An element whose vector does not fit beside its links is preceded by
+    // its vector's item (`layout`): items in write order, then each
+    // element's place in that order.
+    let space = super::insert::element_space();
+    let apart: Vec<bool> = levels.iter().map(|l| shape.needs_apart(*l as usize, shape.vector_bytes, space)).collect();
+    let sizes = levels.iter().zip(&apart).flat_map(|(l, a)| {
+        let l = *l as usize;
+        if *a {
+            vec![quiver_core::hnsw::layout::VECTOR_ITEM_HEADER + shape.vector_bytes, shape.apart_size(l)]
+        } else {
+            vec![shape.size(l)]
+        }
+    });
+    let items = place(sizes);
+    let mut element_at = Vec::with_capacity(levels.len());
+    let mut k = 0;
+    for a in &apart {
+        k += *a as usize;
+        element_at.push(k);
+        k += 1;
+    }
+    let places: Vec<ItemRef> = element_at.iter().map(|&k| items[k]).collect();
     let mut meta = st.meta;
     meta.entry = entry.map(|(n, l)| (places[n as usize], l as u16));
-    meta.insert_block = places.last().map(|p| p.block).unwrap_or(META_BLOCK);
+    meta.insert_block = items.last().map(|p| p.block).unwrap_or(META_BLOCK);
     meta.elements = levels.len() as u64;
 
     let mut out = super::bulk_write::BulkWriter::start(index, needs_wal(index));
     write_meta_item(out.page(), &meta, codec.map(|c| c.center.as_slice()));
     out.write();
     init_page(out.page()); // block 1, where `place` starts
-    for (i, place) in places.iter().enumerate() {
-        if place.block != out.block() {
+    let add = |out: &mut super::bulk_write::BulkWriter, at: ItemRef, bytes: &[u8], what: &str| {
+        if at.block != out.block() {
             out.write();
-            if out.block() != place.block {
-                pgrx::error!("hnsw: page {} reached where {} was planned", out.block(), place.block);
+            if out.block() != at.block {
+                pgrx::error!("hnsw: page {} reached where {} was planned", out.block(), at.block);
             }
             init_page(out.page());
         }
+        if add_item(out.page(), bytes) != Some(at.offset) {
+            pgrx::error!("hnsw: {what} did not land at its planned position");
+        }
+    };
+    for (i, place) in places.iter().enumerate() {
         let level = levels[i] as usize;
         let mut v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
         if let Some(c) = codec {
             c.encode(&to_f32(st.meta.kind, v), &mut code);
             v = &code;
         }
-        let mut item = shape.encode(level, st.tids[i], v);
+        let mut item = if apart[i] {
+            let vector_at = items[element_at[i] - 1];
+            add(&mut out, vector_at, &quiver_core::hnsw::layout::encode_vector_item(*place, st.tids[i], v), "a vector");
+            shape.encode_apart(level, st.tids[i], vector_at)
+        } else {
+            shape.encode(level, st.tids[i], v)
+        };
         for (lv, l) in links[i].iter().enumerate() {
             let refs: Vec<ItemRef> = l.iter().map(|n| places[*n as usize]).collect();
             shape.set_neighbors(&mut item, lv, &refs);
         }
-        if add_item(out.page(), &item) != Some(place.offset) {
-            pgrx::error!("hnsw: element {i} did not land at its planned position");
-        }
+        add(&mut out, *place, &item, "an element");
     }
-    if !places.is_empty() {
+    if !items.is_empty() {
         out.write();
     }
     out.finish();

@@ -8,7 +8,7 @@ use super::build::params_of;
 use super::page::{self, item, max_offset, LockedBuffer};
 use crate::fmgr::pg_function;
 use pgrx::pg_sys;
-use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::layout::{self, ElementShape, ItemRef, Meta, StoredVector};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 struct Element {
@@ -65,6 +65,8 @@ struct Pass {
     problems: Vec<Finding>,
     reached: usize,
     unreachable_live: HashSet<ItemRef>,
+    /// elements whose vector is an item of its own
+    vectors_apart: usize,
 }
 
 /// What a read found wrong. Findings within one item were read under its
@@ -80,6 +82,9 @@ enum Finding {
     Link { from: ItemRef, level: usize, to: ItemRef },
     /// the entry point the meta page names is missing or of another level
     Entry,
+    /// `element` (of heap tuple `heap`) keeps its vector at `at`, where no
+    /// vector of it was found
+    Vector { element: ItemRef, at: ItemRef, heap: ItemRef },
 }
 
 /// At most this many problems are collected per pass.
@@ -91,11 +96,30 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
     let shape = ElementShape { params: params_of(&meta), vector_bytes: meta.stored_bytes() };
     let pages = page::nblocks(index);
     let mut elements: HashMap<ItemRef, Element> = HashMap::new();
+    // vectors kept apart: where each is, with its owner as it names it
+    let mut vector_items: HashMap<ItemRef, (ItemRef, ItemRef)> = HashMap::new();
+    let mut apart: Vec<(ItemRef, ItemRef, ItemRef)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut report = |p: Finding| {
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(p);
+        }
+    };
     for block in 1..pages {
         pgrx::check_for_interrupts!();
         let buf = LockedBuffer::read(index, block, false);
         for off in 1..=max_offset(buf.page()) {
             let Some(it) = item(buf.page(), off) else { continue };
+            if layout::is_vector_item(it) {
+                let here = ItemRef { block, offset: off };
+                match layout::vector_item_owner(it) {
+                    Some(owner) if shape.variable() || layout::vector_item_vector(it).len() == shape.vector_bytes => {
+                        vector_items.insert(here, owner);
+                    }
+                    _ => report(Finding::Item(format!("vector item ({block},{off}) is truncated"))),
+                }
+                continue; // its owner is checked below
+            }
             let level = match shape.validate(it) {
                 Ok(l) => l,
                 // the bytes of one item are read under its page's lock: no
@@ -109,18 +133,19 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
                     v
                 })
                 .collect();
-            elements.insert(
-                ItemRef { block, offset: off },
-                Element { level, deleted: ElementShape::is_deleted(it), links },
-            );
+            let r = ItemRef { block, offset: off };
+            if let StoredVector::Apart(at) = shape.vector(it) {
+                apart.push((r, at, ElementShape::heap(it)));
+            }
+            elements.insert(r, Element { level, deleted: ElementShape::is_deleted(it), links });
         }
     }
-    let mut problems = Vec::new();
-    let mut report = |p: Finding| {
-        if problems.len() < MAX_PROBLEMS {
-            problems.push(p);
+    for &(element, at, heap) in &apart {
+        if vector_items.get(&at) != Some(&(element, heap)) {
+            report(Finding::Vector { element, at, heap });
         }
-    };
+    }
+    let vectors_apart = apart.len();
     for (r, e) in &elements {
         for (lv, list) in e.links.iter().enumerate() {
             for (i, t) in list.iter().enumerate() {
@@ -168,7 +193,7 @@ fn read_pass(index: pg_sys::Relation) -> Pass {
             _ => report(Finding::Entry),
         },
     }
-    Pass { meta, pages, elements, problems, reached, unreachable_live }
+    Pass { meta, pages, elements, problems, reached, unreachable_live, vectors_apart }
 }
 
 /// Reads a finding's pages again, this time holding the meta page and then
@@ -210,6 +235,28 @@ fn confirm(index: pg_sys::Relation, shape: &ElementShape, finding: &Finding) -> 
                 )),
                 Some(_) => None,
             }
+        }
+        Finding::Vector { element, at, heap } => {
+            // Under the meta lock no element is being placed; VACUUM frees a
+            // vector only after its element, whose page is held here.
+            let _meta = LockedBuffer::read(index, page::META_BLOCK, false);
+            let src = LockedBuffer::read(index, element.block, false);
+            let still = item(src.page(), element.offset)
+                .filter(|it| shape.validate(it).is_ok())
+                .is_some_and(|it| shape.vector(it) == StoredVector::Apart(*at) && ElementShape::heap(it) == *heap);
+            if !still {
+                return None;
+            }
+            let dst = (at.block != element.block).then(|| LockedBuffer::read(index, at.block, false));
+            let page_of_vector = dst.as_ref().map(|b| b.page()).unwrap_or(src.page());
+            let owned =
+                item(page_of_vector, at.offset).and_then(|it| layout::vector_item_owner(it)) == Some((*element, *heap));
+            (!owned).then(|| {
+                format!(
+                    "element ({},{}) keeps its vector at ({},{}), which holds no vector of it",
+                    element.block, element.offset, at.block, at.offset
+                )
+            })
         }
         Finding::Entry => {
             let meta_buf = LockedBuffer::read(index, page::META_BLOCK, false);
@@ -262,7 +309,7 @@ pub fn check(oid: pg_sys::Oid) -> String {
         pass = next;
         pass.unreachable_live = confirmed;
     }
-    let Pass { meta, pages, elements, reached, unreachable_live, .. } = pass;
+    let Pass { meta, pages, elements, reached, unreachable_live, vectors_apart, .. } = pass;
     let deleted = elements.values().filter(|e| e.deleted).count();
     let degree0: usize = elements.values().map(|e| e.links[0].len()).sum();
     close(index);
@@ -270,7 +317,7 @@ pub fn check(oid: pg_sys::Oid) -> String {
         "{{\"elements\": {}, \"live\": {}, \"deleted\": {}, \"reachable\": {}, \"unreachable_live\": {}, \
          \"entry_level\": {}, \"avg_degree_level0\": {:.2}, \"pages\": {}, \"dims\": {}, \"m\": {}, \
          \"ef_construction\": {}, \"metric\": \"{}\", \"quantization\": \"{}\", \"vector_bytes\": {}, \
-         \"passes\": {passes}, \"unsettled\": {unsettled}, \"ok\": true}}",
+         \"vectors_apart\": {vectors_apart}, \"passes\": {passes}, \"unsettled\": {unsettled}, \"ok\": true}}",
         elements.len(),
         elements.len() - deleted,
         deleted,

@@ -12,7 +12,7 @@
 
 use super::page::{self, heap_tid, item, max_offset, LockedBuffer};
 use pgrx::pg_sys;
-use quiver_core::hnsw::layout::{ElementShape, ItemRef};
+use quiver_core::hnsw::layout::{self, ElementShape, ItemRef};
 use quiver_core::hnsw::portable::{encode_elements, encode_header, PortableElement};
 
 /// Elements per graph record (a few hundred kB each).
@@ -65,6 +65,9 @@ pub fn export(
             }
             for offset in 1..=max_offset(p) {
                 let Some(bytes) = item(p, offset) else { continue };
+                if layout::is_vector_item(bytes) {
+                    continue; // a vector kept apart: rows are read from the table
+                }
                 let level = match shape.validate(bytes) {
                     Ok(l) => l,
                     Err(e) => page::corrupted(index, &format!("element ({block},{offset}): {e}")),

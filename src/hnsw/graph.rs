@@ -5,7 +5,7 @@ use super::buffer_hints::{prefetch_line, BlockHints};
 use super::page::{corrupted, item, line_pointer_at};
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashMap;
-use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::layout::{self, ElementShape, ItemRef, Meta, StoredVector};
 use quiver_core::hnsw::{Candidate, Graph, PairDistance, QueryDistance};
 use quiver_core::quantize::{BinaryCodec, BinaryQuery, Quantization};
 use quiver_core::space::{distance_raw, from_f32, normalize_raw, to_f32, AlignedBytes, ElementKind, Metric};
@@ -143,8 +143,7 @@ impl DiskGraph {
     /// the element): the stored vector, or what a code stands for; None
     /// when the slot is empty.
     pub fn element_as_query(&mut self, r: ItemRef) -> Option<AlignedBytes> {
-        let shape = self.shape;
-        let stored = self.with_element_if_present(r, |b| AlignedBytes::from_bytes(shape.vector(b)))?;
+        let stored = self.stored_vector(r)?;
         Some(match &self.codec {
             None => stored,
             Some(c) => from_f32(self.kind, &c.decode(stored.as_bytes())),
@@ -166,6 +165,53 @@ impl DiskGraph {
     /// the search on level `down_to`.
     pub fn descend(&mut self, entry: ItemRef, top: usize, down_to: usize) -> Vec<Candidate<u64>> {
         quiver_core::hnsw::descend(self, entry.pack(), top, down_to)
+    }
+
+    /// Element `r`'s stored vector (or code), wherever it is kept; None when
+    /// the slot is empty or was reclaimed meanwhile.
+    pub fn stored_vector(&mut self, r: ItemRef) -> Option<AlignedBytes> {
+        let shape = self.shape;
+        let found = self.with_element_if_present(r, |b| match shape.vector(b) {
+            StoredVector::Inline(v) => Ok(AlignedBytes::from_bytes(v)),
+            StoredVector::Apart(at) => Err((at, ElementShape::heap(b))),
+        })?;
+        match found {
+            Ok(v) => Some(v),
+            Err((at, heap)) => self.with_vector_item(at, r, heap, AlignedBytes::from_bytes),
+        }
+    }
+
+    /// Runs `f` on the vector stored apart at `at` for element `owner`
+    /// (whose heap tuple is `heap`), under a share lock. The element's page
+    /// was released before this one is read (one lock at a time, as every
+    /// reader here), so VACUUM may have reclaimed both meanwhile and an
+    /// insert reused the slot: a vector item that names another owner is
+    /// treated as reclaimed (None), like an empty element slot.
+    pub fn with_vector_item<T>(
+        &mut self,
+        at: ItemRef,
+        owner: ItemRef,
+        heap: ItemRef,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
+        // SAFETY: the index is open for as long as this graph exists.
+        let buffer = unsafe { self.hints.read_buffer(self.index, at.block) };
+        // SAFETY: we hold a pin on `buffer`; the lock and the pin are
+        // released below before anything can raise an error (f is plain Rust).
+        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        // SAFETY: the buffer is pinned (read_buffer above).
+        let page = unsafe { pg_sys::BufferGetPage(buffer) };
+        let want = (!self.shape.variable()).then_some(self.shape.vector_bytes);
+        let out = item(page, at.offset).and_then(|b| match layout::vector_item_owner(b) {
+            Some((o, h)) if o == owner && h == heap => {
+                let v = layout::vector_item_vector(b);
+                (want.is_none_or(|n| v.len() == n)).then(|| f(v))
+            }
+            _ => None,
+        });
+        // SAFETY: we took this share lock and this pin above.
+        unsafe { pg_sys::UnlockReleaseBuffer(buffer) };
+        out
     }
 
     /// Runs `f` on the bytes of element `r` under a share lock; an element
@@ -246,8 +292,10 @@ impl DiskGraph {
     /// Reads element `node`'s vector into the cache unless it is there.
     fn cache_vector(&mut self, node: u64) {
         if !self.vectors.contains_key(&node) {
-            let shape = self.shape;
-            let v = self.with_element(ItemRef::unpack(node), |b| AlignedBytes::from_bytes(shape.vector(b)));
+            let r = ItemRef::unpack(node);
+            let Some(v) = self.stored_vector(r) else {
+                corrupted(self.index, &format!("no element at ({},{})", r.block, r.offset))
+            };
             self.vectors.insert(node, v);
         }
     }
@@ -278,16 +326,23 @@ impl QueryDistance<u64> for DiskGraph {
         // Moved out for the call (with_element borrows self mutably), put back below.
         let query = std::mem::take(&mut self.query);
         let prepared = self.prepared.take();
+        let measure = |v: &[u8]| match &prepared {
+            _ if no_query => 0.0,
+            Some(bq) => bq.distance(v),
+            None => distance_raw(kind, metric, query.as_bytes(), v),
+        };
         let found = self.with_element_if_present(r, |b| {
-            let v = shape.vector(b);
-            let d = match &prepared {
-                _ if no_query => 0.0,
-                Some(bq) => bq.distance(v),
-                None => distance_raw(kind, metric, query.as_bytes(), v),
-            };
             let info = ElementInfo { heap: ElementShape::heap(b), deleted: ElementShape::is_deleted(b) };
-            (d, info)
+            match shape.vector(b) {
+                StoredVector::Inline(v) => (Ok(measure(v)), info),
+                StoredVector::Apart(at) => (Err(at), info),
+            }
         });
+        let found = match found {
+            Some((Ok(d), info)) => Some((d, info)),
+            Some((Err(at), info)) => self.with_vector_item(at, r, info.heap, measure).map(|d| (d, info)),
+            None => None,
+        };
         // A reclaimed slot: infinitely far, never a result, no links.
         let (d, info) = found.unwrap_or((f32::INFINITY, ElementInfo { heap: r, deleted: true }));
         self.query = query;

@@ -12,7 +12,7 @@ use super::graph::{index_value, DiskGraph};
 use super::page::{self, add_item, free_space, init_page, item, meta_from_page, LockedBuffer, PageWrite, META_BLOCK};
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
-use quiver_core::hnsw::layout::{ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::layout::{self, ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::origin_seeds;
 use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
 use quiver_core::space::{links_by_cosine, AlignedBytes};
@@ -51,7 +51,32 @@ enum Link<'a> {
     Later,
 }
 
-/// Puts `data` on the insert page (or a page with room, or a new page) and
+/// A new element as `place` writes it: its item (with its vector, or with
+/// `FLAG_VECTOR_APART` and a pointer `place` fills in) and its stored vector.
+struct NewElement<'a> {
+    item: Vec<u8>,
+    vector: &'a [u8],
+}
+
+impl<'a> NewElement<'a> {
+    /// The item for `vector` at `level`, keeping the vector apart when the
+    /// two do not fit in one page item.
+    fn new(shape: &ElementShape, level: usize, heap: ItemRef, vector: &'a [u8]) -> Self {
+        let item = if shape.needs_apart(level, vector.len(), element_space()) {
+            shape.encode_apart(level, heap, ItemRef { block: u32::MAX, offset: 0 })
+        } else {
+            shape.encode(level, heap, vector)
+        };
+        NewElement { item, vector }
+    }
+}
+
+/// Bytes an element item may take on a page.
+pub(crate) fn element_space() -> usize {
+    page::max_item_size() - 8
+}
+
+/// Puts the element on the insert page (or a page with room, or a new page) and
 /// updates the meta page in the same WAL record; sets the entry point when
 /// the index was empty. With `Link::From`, the nearest neighbour's link to
 /// the new element goes into that record too, so that at no moment, and
@@ -60,7 +85,7 @@ enum Link<'a> {
 /// None is returned: the caller plans the link again.
 fn place(
     index: pg_sys::Relation,
-    data: &[u8],
+    el: &NewElement,
     level: usize,
     link: Link,
     shape: &ElementShape,
@@ -97,6 +122,8 @@ fn place(
         }
     };
     let held = link_buf.as_ref().map(|b| b.block());
+    let mut data = el.item.clone();
+    let apart = ElementShape::is_apart(&data);
     let need = data.len().next_multiple_of(8) + 4;
     let link_page_has_room = link_buf.as_ref().map(|b| free_space(b.page()) >= need).unwrap_or(false);
     let mut target = None;
@@ -109,15 +136,42 @@ fn place(
         }
         if target.is_none() {
             // Space VACUUM reclaimed from deleted elements, before growing the index.
-            target = page::page_with_free_space(index, need, held).map(|b| (b, false));
+            target = page::page_with_free_space(index, need, held.as_slice()).map(|b| (b, false));
         }
         if target.is_none() {
             target = Some((page::new_page(index), true));
         }
     }
+    // A vector kept apart goes on another page with room (such vectors are
+    // the ones that did not fit beside their links: most of a page), or a
+    // new one. This fourth page is safe to wait for as the third is: every
+    // other backend holds at most one data page, or holds the meta page.
+    let vector_buf = apart.then(|| {
+        let mut locked: Vec<u32> = held.into_iter().collect();
+        locked.extend(target.as_ref().map(|(b, _)| b.block()));
+        let need = (layout::VECTOR_ITEM_HEADER + el.vector.len()).next_multiple_of(8) + 4;
+        match page::page_with_free_space(index, need, &locked) {
+            Some(b) => (b, false),
+            None => (page::new_page(index), true),
+        }
+    });
     let mut w = PageWrite::start(index);
     let meta_page = w.register(meta_buf, false);
     let link_page = link_buf.map(|b| w.register(b, false));
+    let vector_item = vector_buf.map(|(b, fresh)| {
+        let block = b.block();
+        let p = w.register(b, fresh);
+        if fresh {
+            init_page(p);
+        }
+        let bytes =
+            layout::encode_vector_item(ItemRef { block: u32::MAX, offset: 0 }, ElementShape::heap(&data), el.vector);
+        let Some(offset) = add_item(p, &bytes) else {
+            pgrx::error!("hnsw: vector of {} bytes does not fit on a page", el.vector.len());
+        };
+        ElementShape::set_vector_at(&mut data, ItemRef { block, offset });
+        (p, offset)
+    });
     let (block, data_page) = match target {
         None => (held.expect("link page"), link_page.expect("link page")),
         Some((buf, fresh)) => {
@@ -129,10 +183,13 @@ fn place(
             (block, p)
         }
     };
-    let Some(offset) = add_item(data_page, data) else {
+    let Some(offset) = add_item(data_page, &data) else {
         pgrx::error!("hnsw: element of {} bytes does not fit on a page", data.len());
     };
     let r = ItemRef { block, offset };
+    if let Some((p, off)) = vector_item {
+        layout::set_vector_item_owner(item(p, off).expect("added above"), r);
+    }
     if let (Some(fl), Some(p)) = (first_link, link_page) {
         let it = item(p, fl.node.offset).expect("checked above");
         let next: Vec<ItemRef> = fl.next.iter().map(|x| if *x == NEW_SLOT { r } else { *x }).collect();
@@ -146,8 +203,7 @@ fn place(
     item(meta_page, 1).expect("meta item").copy_from_slice(&meta.to_bytes());
     if origin_seeds::kept_by(meta.metric, links_by_cosine(meta.kind, meta.dims)) {
         let mut seeds = page::origin_seeds_on(index, meta_page);
-        let stored = shape.vector(data);
-        if seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, stored)) {
+        if seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, el.vector)) {
             page::put_origin_seeds(index, meta_page, &seeds);
         }
     }
@@ -307,12 +363,13 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     let shape = ElementShape { params, vector_bytes: meta.stored_bytes() };
     let mut g = DiskGraph::new(index, &meta, v.clone());
     let stored = g.stored_form(&v);
-    let mut level = params.level_for(random_unit());
+    let level = params.level_for(random_unit());
     if shape.variable() {
-        level = level.min(sparse_level_cap(&params, stored.as_bytes().len()));
+        check_sparse_fits(&params, stored.as_bytes().len());
     }
     if meta.entry.is_none() {
-        if place(index, &shape.encode(level, heap, stored.as_bytes()), level, Link::IntoEmpty, &shape).is_some() {
+        let el = NewElement::new(&shape, level, heap, stored.as_bytes());
+        if place(index, &el, level, Link::IntoEmpty, &shape).is_some() {
             return;
         }
         // Another insert placed the first element meanwhile.
@@ -334,13 +391,13 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
             cur = found;
         }
     }
-    let mut data = shape.encode(level, heap, stored.as_bytes());
+    let mut el = NewElement::new(&shape, level, heap, stored.as_bytes());
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
         let refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
-        shape.set_neighbors(&mut data, lv, &refs);
+        shape.set_neighbors(&mut el.item, lv, &refs);
     }
     let nearest = chosen_per_level[0].first().map(|c| ItemRef::unpack(c.node));
-    let (me, first_linked) = place_linked(&mut g, &data, level, nearest, &shape);
+    let (me, first_linked) = place_linked(&mut g, &el, level, nearest, &shape);
     for (lv, chosen) in chosen_per_level.iter().enumerate() {
         let mut linked = lv == 0 && first_linked;
         let mut dropped = Vec::new();
@@ -368,28 +425,22 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     }
 }
 
-/// The highest level a variable-size element of `vector_bytes` can have on
-/// a page (its neighbour lists grow with the level); an error naming the
-/// limit when not even level 0 fits. pgvector keeps an element's
-/// neighbours in an item of their own and so takes 1,000 non-zero
-/// elements at any `m`; here an element is one item, so at `m = 16` about
-/// 990 fit.
-fn sparse_level_cap(params: &quiver_core::hnsw::Params, vector_bytes: usize) -> usize {
-    let space = page::max_item_size() - 8;
-    match params.level_cap(vector_bytes, space) {
-        Some(l) => l,
-        None => {
-            let fits = space.saturating_sub(quiver_core::hnsw::layout::ELEMENT_HEADER + 4 + 2 * params.m * 6) / 8;
-            pgrx::ereport!(
-                ERROR,
-                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                format!(
-                    "sparsevec cannot have more than {fits} non-zero elements for hnsw index with m = {}",
-                    params.m
-                ),
-                format!("This value has {}.", vector_bytes / 8)
-            );
-        }
+/// A sparse vector must fit in a page item of its own (elements keep it
+/// apart when it does not fit beside their links); an error naming the
+/// limit otherwise. pgvector's limit of 1,000 non-zero elements fits.
+fn check_sparse_fits(params: &quiver_core::hnsw::Params, vector_bytes: usize) {
+    let space = element_space().saturating_sub(layout::VECTOR_ITEM_HEADER);
+    if vector_bytes > space {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "sparsevec cannot have more than {} non-zero elements for hnsw index with m = {}",
+                space / 8,
+                params.m
+            ),
+            format!("This value has {}.", vector_bytes / 8)
+        );
     }
 }
 
@@ -399,7 +450,7 @@ fn sparse_level_cap(params: &quiver_core::hnsw::Params, vector_bytes: usize) -> 
 /// (only after many lost races does it place without, and link after).
 fn place_linked(
     g: &mut DiskGraph,
-    data: &[u8],
+    data: &NewElement,
     level: usize,
     nearest: Option<ItemRef>,
     shape: &ElementShape,

@@ -325,13 +325,16 @@ pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta)) {
 
 /// A data page the free space map says has `need` bytes free, locked
 /// exclusively and checked (the map is only a hint); None when there is none.
-/// `held` is a page the caller has locked already (never locked twice).
-pub fn page_with_free_space(index: pg_sys::Relation, need: usize, held: Option<u32>) -> Option<LockedBuffer> {
+/// `held` are pages the caller has locked already (never locked twice).
+pub fn page_with_free_space(index: pg_sys::Relation, need: usize, held: &[u32]) -> Option<LockedBuffer> {
     for _ in 0..3 {
         // SAFETY: open relation; the FSM returns InvalidBlockNumber when it
         // knows no page with that much room.
         let block = unsafe { pg_sys::GetPageWithFreeSpace(index, need) };
-        if block == pg_sys::InvalidBlockNumber || block == META_BLOCK || block >= nblocks(index) || Some(block) == held
+        if block == pg_sys::InvalidBlockNumber
+            || block == META_BLOCK
+            || block >= nblocks(index)
+            || held.contains(&block)
         {
             return None;
         }

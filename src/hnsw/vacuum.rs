@@ -17,8 +17,8 @@ use super::graph::DiskGraph;
 use super::page::{self, item, max_offset, LockedBuffer, PageWrite};
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
-use quiver_core::hnsw::layout::ElementShape;
 use quiver_core::hnsw::layout::ItemRef;
+use quiver_core::hnsw::layout::{self, ElementShape, StoredVector};
 use quiver_core::hnsw::origin_seeds::{self, OriginSeeds};
 use quiver_core::hnsw::{search_layer, Candidate, Graph, QueryDistance};
 use quiver_core::space::{links_by_cosine, AlignedBytes};
@@ -50,7 +50,10 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let mut dead = Vec::new();
         for off in 1..=max_offset(buf.page()) {
             let Some(it) = item(buf.page(), off) else { continue };
-            if it.len() < quiver_core::hnsw::layout::ELEMENT_HEADER || ElementShape::is_deleted(it) {
+            if it.len() < quiver_core::hnsw::layout::ELEMENT_HEADER
+                || layout::is_vector_item(it)
+                || ElementShape::is_deleted(it)
+            {
                 continue;
             }
             let mut tid = page::heap_tid(ElementShape::heap(it));
@@ -97,7 +100,10 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         let buf = LockedBuffer::read(index, block, false);
         for off in 1..=max_offset(buf.page()) {
             if let Some(it) = item(buf.page(), off) {
-                if it.len() >= quiver_core::hnsw::layout::ELEMENT_HEADER && !ElementShape::is_deleted(it) {
+                if it.len() >= quiver_core::hnsw::layout::ELEMENT_HEADER
+                    && !layout::is_vector_item(it)
+                    && !ElementShape::is_deleted(it)
+                {
                     live += 1.0;
                 }
             }
@@ -121,6 +127,9 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
     let mut highest_live: Option<(ItemRef, usize)> = None;
     let keeps_seeds = origin_seeds::kept_by(meta.metric, links_by_cosine(meta.kind, meta.dims));
     let mut seeds = OriginSeeds::default();
+    // live elements whose vectors are apart, measured for the seeds once
+    // their page is released (one page lock at a time)
+    let mut seeds_apart: Vec<(ItemRef, ItemRef, ItemRef)> = Vec::new();
     for block in 1..page::nblocks(index) {
         pgrx::check_for_interrupts!();
         let buf = LockedBuffer::read(index, block, false);
@@ -138,8 +147,23 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
                     highest_live = Some((r, level));
                 }
                 if keeps_seeds {
-                    seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, shape.vector(it)));
+                    match shape.vector(it) {
+                        StoredVector::Inline(v) => {
+                            seeds.offer(r.pack(), origin_seeds::distance_to_origin(meta.kind, meta.metric, v));
+                        }
+                        StoredVector::Apart(at) => seeds_apart.push((r, at, ElementShape::heap(it))),
+                    }
                 }
+            }
+        }
+    }
+    if !seeds_apart.is_empty() {
+        let mut g = DiskGraph::new(index, &meta, AlignedBytes::default());
+        for (r, at, heap) in seeds_apart {
+            if let Some(d) =
+                g.with_vector_item(at, r, heap, |v| origin_seeds::distance_to_origin(meta.kind, meta.metric, v))
+            {
+                seeds.offer(r.pack(), d);
             }
         }
     }
@@ -214,10 +238,16 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
         let buf = LockedBuffer::read(index, block, true);
         let mut w = PageWrite::start(index);
         let p = w.register(buf, false);
+        // vectors kept apart by the elements freed here: (vector, element, heap)
+        let mut vectors: Vec<(ItemRef, ItemRef, ItemRef)> = Vec::new();
         // Highest offsets first: deleting the last item shortens the line
         // pointer array, which must not renumber the items still to delete.
         for off in offsets.into_iter().rev() {
-            if item(p, off).map(|it| ElementShape::is_deleted(it)).unwrap_or(false) {
+            let Some(it) = item(p, off) else { continue };
+            if !layout::is_vector_item(it) && ElementShape::is_deleted(it) {
+                if let StoredVector::Apart(at) = shape.vector(it) {
+                    vectors.push((at, ItemRef { block, offset: off }, ElementShape::heap(it)));
+                }
                 // SAFETY: `p` is the WAL-logged copy of an exclusively locked
                 // page and `off` a valid item on it (checked just above).
                 unsafe { pg_sys::PageIndexTupleDeleteNoCompact(p, off) };
@@ -228,11 +258,41 @@ pub fn reclaim_deleted(index: pg_sys::Relation) -> usize {
         w.finish();
         // SAFETY: open relation; the free space map is only a hint.
         unsafe { pg_sys::RecordPageWithFreeSpace(index, block, room) };
+        // The vectors go after their elements, in records of their own (one
+        // page lock at a time): a scan still holding a link to a freed
+        // element finds its slot empty, or reused by an element whose
+        // vector item names it as owner. A crash in between leaves a vector
+        // item no element points to, space that only a REINDEX reclaims.
+        free_vector_items(index, vectors);
     }
     // SAFETY: open relation.
     unsafe { pg_sys::FreeSpaceMapVacuum(index) };
     page::update_meta(index, |m| m.elements = m.elements.saturating_sub(freed as u64));
     freed
+}
+
+/// Frees the vector items of freed elements: (vector, its element, the
+/// element's heap pointer), each freed only while it still names that owner.
+fn free_vector_items(index: pg_sys::Relation, mut vectors: Vec<(ItemRef, ItemRef, ItemRef)>) {
+    vectors.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+    for group in vectors.chunk_by(|a, b| a.0.block == b.0.block) {
+        let block = group[0].0.block;
+        let buf = LockedBuffer::read(index, block, true);
+        let mut w = PageWrite::start(index);
+        let p = w.register(buf, false);
+        // highest offsets first (sorted above), as for elements
+        for (at, owner, heap) in group {
+            if item(p, at.offset).and_then(|it| layout::vector_item_owner(it)) == Some((*owner, *heap)) {
+                // SAFETY: `p` is the WAL-logged copy of an exclusively locked
+                // page and `at.offset` a valid item on it (checked just above).
+                unsafe { pg_sys::PageIndexTupleDeleteNoCompact(p, at.offset) };
+            }
+        }
+        let room = page::free_space(p);
+        w.finish();
+        // SAFETY: open relation; the free space map is only a hint.
+        unsafe { pg_sys::RecordPageWithFreeSpace(index, block, room) };
+    }
 }
 
 /// Replaces the links of live element `r` to deleted elements on `levels`

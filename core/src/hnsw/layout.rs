@@ -19,6 +19,18 @@
 //! padding to 4 bytes | vector bytes (f32, f16 or packed bits), or the
 //!   binary code and its correction factors in a quantized index
 //! ```
+//! An element too large for one item with its vector (pgvector's limits:
+//! 2,000 f32, 4,000 f16 or 64,000 bit dimensions, 1,000 sparse non-zeros,
+//! at any `m` and level) has flag `FLAG_VECTOR_APART` and, in place of its
+//! vector, where the vector is (u32 block + u16 offset + u16 reserved). The
+//! vector is then an item of its own, written in the same WAL record:
+//! ```text
+//! u8 tag 0xFE | 3 reserved | u32 owner block | u16 owner offset
+//!   | u16 owner's heap offset | u32 owner's heap block | vector bytes
+//! ```
+//! Its tag is no valid level, so every pass over elements tells the two
+//! apart; the owner (and its heap pointer) lets a reader that followed a
+//! stale pointer see that the slot was reclaimed and reused meanwhile.
 
 use super::Params;
 use crate::quantize::Quantization;
@@ -31,6 +43,57 @@ pub const ELEMENT_HEADER: usize = 12;
 pub const SLOT_SIZE: usize = 6;
 const NO_BLOCK: u32 = u32::MAX;
 pub const FLAG_DELETED: u8 = 1;
+/// The element's vector is an item of its own (see the module comment).
+pub const FLAG_VECTOR_APART: u8 = 2;
+/// First byte of a vector item: above every level an element can have.
+pub const VECTOR_ITEM_TAG: u8 = 0xFE;
+pub const VECTOR_ITEM_HEADER: usize = 16;
+/// Bytes in place of the vector of an element with `FLAG_VECTOR_APART`.
+pub const VECTOR_REF_SIZE: usize = 8;
+
+/// Whether a page item is a vector stored apart from its element.
+pub fn is_vector_item(item: &[u8]) -> bool {
+    item.first() == Some(&VECTOR_ITEM_TAG)
+}
+
+/// A vector item for element `owner` (whose heap tuple is `heap`).
+pub fn encode_vector_item(owner: ItemRef, heap: ItemRef, vector: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; VECTOR_ITEM_HEADER + vector.len()];
+    b[0] = VECTOR_ITEM_TAG;
+    set_vector_item_owner(&mut b, owner);
+    b[10..12].copy_from_slice(&heap.offset.to_le_bytes());
+    b[12..16].copy_from_slice(&heap.block.to_le_bytes());
+    b[VECTOR_ITEM_HEADER..].copy_from_slice(vector);
+    b
+}
+
+pub fn set_vector_item_owner(item: &mut [u8], owner: ItemRef) {
+    item[4..8].copy_from_slice(&owner.block.to_le_bytes());
+    item[8..10].copy_from_slice(&owner.offset.to_le_bytes());
+}
+
+/// The element a vector item belongs to and that element's heap pointer.
+pub fn vector_item_owner(item: &[u8]) -> Option<(ItemRef, ItemRef)> {
+    if !is_vector_item(item) || item.len() < VECTOR_ITEM_HEADER {
+        return None;
+    }
+    Some((
+        ItemRef { block: u32_at(item, 4), offset: u16_at(item, 8) },
+        ItemRef { block: u32_at(item, 12), offset: u16_at(item, 10) },
+    ))
+}
+
+/// The vector bytes of a vector item.
+pub fn vector_item_vector(item: &[u8]) -> &[u8] {
+    &item[VECTOR_ITEM_HEADER..]
+}
+
+/// Where an element's vector is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StoredVector<'a> {
+    Inline(&'a [u8]),
+    Apart(ItemRef),
+}
 
 /// Where an element lives: page and line pointer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,10 +240,34 @@ impl ElementShape {
         self.vector_bytes == 0
     }
 
-    /// A new element item with no neighbours.
-    pub fn encode(&self, level: usize, heap: ItemRef, vector: &[u8]) -> Vec<u8> {
-        assert!(self.variable() || vector.len() == self.vector_bytes, "vector size");
-        let mut b = vec![0u8; self.size(level) + if self.variable() { vector.len() } else { 0 }];
+    /// Whether an element of `level` with a vector of `vector_len` bytes
+    /// must keep its vector apart to fit in `item_space` bytes.
+    pub fn needs_apart(&self, level: usize, vector_len: usize, item_space: usize) -> bool {
+        self.vector_offset(level) + vector_len > item_space
+    }
+
+    /// Bytes of an element of `level` whose vector is stored apart.
+    pub fn apart_size(&self, level: usize) -> usize {
+        self.vector_offset(level) + VECTOR_REF_SIZE
+    }
+
+    /// A new element item with no neighbours whose vector is at `vector_at`.
+    pub fn encode_apart(&self, level: usize, heap: ItemRef, vector_at: ItemRef) -> Vec<u8> {
+        let mut b = self.encode_header(level, heap, self.apart_size(level));
+        b[1] |= FLAG_VECTOR_APART;
+        Self::set_vector_at(&mut b, vector_at);
+        b
+    }
+
+    /// Points an element with `FLAG_VECTOR_APART` at its vector item.
+    pub fn set_vector_at(item: &mut [u8], at: ItemRef) {
+        let o = item.len() - VECTOR_REF_SIZE;
+        item[o..o + 4].copy_from_slice(&at.block.to_le_bytes());
+        item[o + 4..o + 6].copy_from_slice(&at.offset.to_le_bytes());
+    }
+
+    fn encode_header(&self, level: usize, heap: ItemRef, size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; size];
         b[0] = level as u8;
         b[4..8].copy_from_slice(&heap.block.to_le_bytes());
         b[8..10].copy_from_slice(&heap.offset.to_le_bytes());
@@ -188,6 +275,13 @@ impl ElementShape {
             let o = ELEMENT_HEADER + s * SLOT_SIZE;
             b[o..o + 4].copy_from_slice(&NO_BLOCK.to_le_bytes());
         }
+        b
+    }
+
+    /// A new element item with no neighbours.
+    pub fn encode(&self, level: usize, heap: ItemRef, vector: &[u8]) -> Vec<u8> {
+        assert!(self.variable() || vector.len() == self.vector_bytes, "vector size");
+        let mut b = self.encode_header(level, heap, self.size(level) + if self.variable() { vector.len() } else { 0 });
         let vo = self.vector_offset(level);
         b[vo..].copy_from_slice(vector);
         b
@@ -201,6 +295,13 @@ impl ElementShape {
         let level = item[0] as usize;
         if level > super::MAX_LEVEL {
             return Err(LayoutError::BadCode("level"));
+        }
+        if Self::is_apart(item) {
+            let need = self.apart_size(level);
+            if item.len() != need {
+                return Err(LayoutError::Truncated { need, have: item.len() });
+            }
+            return Ok(level);
         }
         let need = self.size(level);
         if item.len() < need {
@@ -223,6 +324,9 @@ impl ElementShape {
     }
     pub fn set_deleted(item: &mut [u8]) {
         item[1] |= FLAG_DELETED;
+    }
+    pub fn is_apart(item: &[u8]) -> bool {
+        item[1] & FLAG_VECTOR_APART != 0
     }
     pub fn heap(item: &[u8]) -> ItemRef {
         ItemRef { block: u32_at(item, 4), offset: u16_at(item, 8) }
@@ -255,12 +359,17 @@ impl ElementShape {
         }
     }
 
-    pub fn vector<'a>(&self, item: &'a [u8]) -> &'a [u8] {
+    /// The element's vector, or where it is stored apart.
+    pub fn vector<'a>(&self, item: &'a [u8]) -> StoredVector<'a> {
+        if Self::is_apart(item) {
+            let o = item.len() - VECTOR_REF_SIZE;
+            return StoredVector::Apart(ItemRef { block: u32_at(item, o), offset: u16_at(item, o + 4) });
+        }
         let o = self.vector_offset(Self::level(item));
         if self.variable() {
-            return &item[o..];
+            return StoredVector::Inline(&item[o..]);
         }
-        &item[o..o + self.vector_bytes]
+        StoredVector::Inline(&item[o..o + self.vector_bytes])
     }
 }
 
@@ -312,12 +421,42 @@ mod tests {
         assert!(out.is_empty());
         shape.neighbors(&e, 2, &mut out);
         assert_eq!(out, l2);
-        assert_eq!(shape.vector(&e), &vec);
+        assert_eq!(shape.vector(&e), StoredVector::Inline(&vec));
         assert_eq!(ElementShape::heap(&e), ItemRef { block: 5, offset: 9 });
         assert!(!ElementShape::is_deleted(&e));
         ElementShape::set_deleted(&mut e);
         assert!(ElementShape::is_deleted(&e));
         assert!(shape.validate(&e[..e.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn an_element_with_its_vector_apart_round_trips_and_is_told_from_its_vector() {
+        let shape = ElementShape { params: Params::new(16, 64), vector_bytes: 8000 };
+        assert!(shape.needs_apart(0, 8000, 8148));
+        assert!(!shape.needs_apart(0, 7000, 8148));
+        let heap = ItemRef { block: 3, offset: 4 };
+        let at = ItemRef { block: 9, offset: 1 };
+        let mut e = shape.encode_apart(2, heap, at);
+        assert_eq!(e.len(), shape.apart_size(2));
+        assert_eq!(shape.validate(&e).unwrap(), 2);
+        assert_eq!(shape.vector(&e), StoredVector::Apart(at));
+        let l0 = vec![ItemRef { block: 7, offset: 7 }];
+        shape.set_neighbors(&mut e, 0, &l0);
+        let mut out = Vec::new();
+        shape.neighbors(&e, 0, &mut out);
+        assert_eq!(out, l0);
+        assert_eq!(shape.vector(&e), StoredVector::Apart(at), "links leave the pointer alone");
+        assert!(shape.validate(&e[..e.len() - 1]).is_err());
+        assert!(!is_vector_item(&e));
+
+        let owner = ItemRef { block: 2, offset: 5 };
+        let v: Vec<u8> = (0..8000).map(|i| i as u8).collect();
+        let item = encode_vector_item(owner, heap, &v);
+        assert!(is_vector_item(&item));
+        assert!(shape.validate(&item).is_err(), "a vector item is never taken for an element");
+        assert_eq!(vector_item_owner(&item), Some((owner, heap)));
+        assert_eq!(vector_item_vector(&item), &v[..]);
+        assert_eq!(vector_item_owner(&e), None);
     }
 
     #[test]

@@ -52,6 +52,13 @@ impl Params {
         Params { m, ef_construction, max_level: MAX_LEVEL }
     }
 
+    /// The highest level an element may have when its vector can be stored
+    /// apart (see `layout`): its header, all neighbour slots and the
+    /// pointer to the vector fit in `item_space` bytes.
+    pub fn level_cap_apart(&self, item_space: usize) -> usize {
+        self.level_cap(layout::VECTOR_REF_SIZE, item_space).unwrap_or(0)
+    }
+
     /// The highest level whose element (header, all neighbour slots and the
     /// vector) still fits in `item_space` bytes; None if not even level 0 fits.
     pub fn level_cap(&self, vector_bytes: usize, item_space: usize) -> Option<usize> {

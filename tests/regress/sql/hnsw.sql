@@ -43,6 +43,31 @@ CREATE INDEX ON items USING hnsw (b bit_hamming_ops) WITH (quantization = 'binar
 CREATE INDEX ON items USING hnsw (embedding vector_l2_ops) WITH (quantization = 'int8');
 SET quiver.oversampling = 0;
 DROP TABLE q;
+-- pgvector's dimension limits at every m: where an element's vector does not
+-- fit beside its links, it is an item of its own
+CREATE TABLE wide (id int PRIMARY KEY, v vector(2000));
+INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * 7 + j * 0.37)) FROM generate_series(1, 2000) j)::vector FROM generate_series(1, 30) i;
+CREATE INDEX wide_v ON wide USING hnsw (v vector_l2_ops) WITH (m = 48, ef_construction = 96);
+INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * 7 + j * 0.37)) FROM generate_series(1, 2000) j)::vector FROM generate_series(31, 40) i;
+SELECT (quiver.index_check('wide_v')->>'vectors_apart')::int AS apart, quiver.index_check('wide_v')->>'unreachable_live' AS unreachable;
+SELECT count(*) AS found_by_own_vector FROM wide a WHERE (SELECT b.id FROM wide b ORDER BY b.v <-> a.v LIMIT 1) = a.id;
+DELETE FROM wide WHERE id % 2 = 0;
+VACUUM wide;
+SELECT (quiver.index_check('wide_v')->>'vectors_apart')::int AS apart, quiver.index_check('wide_v')->>'unreachable_live' AS unreachable;
+SELECT count(*) AS found_by_own_vector FROM wide a WHERE (SELECT b.id FROM wide b ORDER BY b.v <-> a.v LIMIT 1) = a.id;
+CREATE TABLE wide_h (v halfvec(4000));
+INSERT INTO wide_h SELECT (SELECT array_agg(cos(i + j * 0.11)) FROM generate_series(1, 4000) j)::halfvec FROM generate_series(1, 5) i;
+CREATE INDEX ON wide_h USING hnsw (v halfvec_l2_ops) WITH (m = 100, ef_construction = 200);
+SELECT count(*) FROM (SELECT 1 FROM wide_h ORDER BY v <-> (SELECT v FROM wide_h LIMIT 1) LIMIT 5) s;
+CREATE TABLE wide_b (v bit(64000));
+INSERT INTO wide_b SELECT (SELECT string_agg(((i * j) % 3 = 0)::int::text, '') FROM generate_series(1, 64000) j)::bit(64000) FROM generate_series(1, 3) i;
+CREATE INDEX ON wide_b USING hnsw (v bit_hamming_ops);
+SELECT count(*) FROM (SELECT 1 FROM wide_b ORDER BY v <~> (SELECT v FROM wide_b LIMIT 1) LIMIT 5) s;
+CREATE TABLE too_wide (v vector(2001), h halfvec(4001), b bit(64001));
+CREATE INDEX ON too_wide USING hnsw (v vector_l2_ops);
+CREATE INDEX ON too_wide USING hnsw (h halfvec_l2_ops);
+CREATE INDEX ON too_wide USING hnsw (b bit_hamming_ops);
+DROP TABLE wide, wide_h, wide_b, too_wide;
 -- errors
 SELECT id FROM items ORDER BY embedding <-> '[1,2]' LIMIT 1;
 CREATE INDEX ON items USING hnsw (embedding vector_l2_ops) WITH (m = 101);
