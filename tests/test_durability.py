@@ -15,33 +15,41 @@ from vectors import clustered, text
 DIM = 32
 
 
-def setup_table(conn, rows: int, seed: int = 1, quantization: str = "none"):
+# (quantization, dimensions): at 2,000 dimensions no element fits with its
+# vector in one page item, so every vector is an item of its own, placed in
+# the element's WAL record and freed by VACUUM after it.
+SHAPES = [("none", DIM), ("binary", DIM), ("none", 2000)]
+SHAPE_IDS = ["full", "binary", "vectors-apart"]
+
+
+def setup_table(conn, rows: int, seed: int = 1, quantization: str = "none", dim: int = DIM):
     conn.execute("CREATE EXTENSION IF NOT EXISTS quiver")
-    conn.execute(f"CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))")
-    data = clustered(rows, DIM, seed=seed)
+    conn.execute(f"CREATE TABLE t (id int PRIMARY KEY, v vector({dim}))")
+    data = clustered(rows, dim, seed=seed)
     with conn.cursor().copy("COPY t FROM STDIN") as cp:
         for i, v in enumerate(data):
             cp.write_row((i, text(v)))
     conn.execute(f"CREATE INDEX t_v_idx ON t USING hnsw (v vector_l2_ops) WITH (quantization = '{quantization}')")
 
 
-def all_ids_through_index(conn):
+def all_ids_through_index(conn, dim=DIM):
     """Every row the index can return, via an exhaustive iterative scan."""
     conn.execute("SET enable_seqscan = off")
     conn.execute("SET enable_bitmapscan = off")
     conn.execute("SET hnsw.iterative_scan = relaxed_order")
     conn.execute("SET hnsw.max_scan_tuples = 10000000")
-    q = text([0.0] * DIM)
+    q = text([0.0] * dim)
     return [r[0] for r in conn.execute(f"SELECT id FROM t ORDER BY v <-> '{q}' LIMIT 10000000").fetchall()]
 
 
-@pytest.mark.parametrize("quantization", ["none", "binary"])
-def test_kill9_during_concurrent_inserts_loses_no_committed_row(quantization):
+@pytest.mark.parametrize("quantization,dim", SHAPES, ids=SHAPE_IDS)
+def test_kill9_during_concurrent_inserts_loses_no_committed_row(quantization, dim):
     c = Cluster(28831, "crash").init().start()
     try:
+        first = 1000 if dim == DIM else 300  # wide rows: fewer, for time
         with c.connect() as conn:
-            setup_table(conn, 1000, quantization=quantization)
-        committed, lock, stop = set(range(1000)), threading.Lock(), threading.Event()
+            setup_table(conn, first, quantization=quantization, dim=dim)
+        committed, lock, stop = set(range(first)), threading.Lock(), threading.Event()
 
         def writer(w):
             rng = random.Random(w)
@@ -49,8 +57,8 @@ def test_kill9_during_concurrent_inserts_loses_no_committed_row(quantization):
                 with c.connect() as conn:
                     k = 0
                     while not stop.is_set():
-                        i = 1000 + w + 4 * k
-                        v = text([rng.gauss(0, 1) for _ in range(DIM)])
+                        i = first + w + 4 * k
+                        v = text([rng.gauss(0, 1) for _ in range(dim)])
                         conn.execute("INSERT INTO t VALUES (%s, %s)", (i, v))
                         with lock:
                             committed.add(i)
@@ -83,12 +91,12 @@ def test_kill9_during_concurrent_inserts_loses_no_committed_row(quantization):
             # one per writer), VACUUM may otherwise bypass index vacuuming
             # (fewer than 2% of pages with dead items) and keep their elements
             conn.execute("VACUUM (INDEX_CLEANUP ON) t")
-            ids = all_ids_through_index(conn)
+            ids = all_ids_through_index(conn, dim)
             assert len(ids) == len(set(ids)), "a row came back twice"
             assert set(ids) == rows
             report = conn.execute("SELECT quiver.index_check('t_v_idx')").fetchone()[0]
             assert report["live"] == len(rows) and report["unreachable_live"] == 0, report
-        assert len(committed) > 1000, "the writers did not get to write"
+        assert len(committed) > first, "the writers did not get to write"
     finally:
         c.destroy()
 
@@ -105,29 +113,30 @@ def wait_for_replay(primary, standby, timeout=60):
     raise AssertionError("standby did not catch up")
 
 
-@pytest.mark.parametrize("quantization", ["none", "binary"])
-def test_streaming_replica_answers_like_the_primary(quantization):
+@pytest.mark.parametrize("quantization,dim", SHAPES, ids=SHAPE_IDS)
+def test_streaming_replica_answers_like_the_primary(quantization, dim):
     primary = Cluster(28832, "primary").init().start()
     standby = Cluster(28833, "standby")
     try:
         with primary.connect() as conn:
-            setup_table(conn, 2000, seed=3, quantization=quantization)
+            rows = 2000 if dim == DIM else 400  # wide rows: fewer, for time
+            setup_table(conn, rows, seed=3, quantization=quantization, dim=dim)
         as_postgres([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", "28832", "-U", "postgres",
                      "-D", str(standby.data), "-R", "-X", "stream"])
         standby.conf("\nport = 28833\nunix_socket_directories = '%s'\nhot_standby = on\n" % standby.root)
         standby.start()
-        extra = clustered(600, DIM, seed=4)
+        extra = clustered(rows * 3 // 10, dim, seed=4)
         with primary.connect() as conn:
             # rebuilt while the standby streams: it gets the new index only
             # through the build's WAL (pages written outside shared buffers)
             conn.execute("REINDEX INDEX t_v_idx")
             with conn.cursor().copy("COPY t FROM STDIN") as cp:
                 for i, v in enumerate(extra):
-                    cp.write_row((2000 + i, text(v)))
+                    cp.write_row((rows + i, text(v)))
             conn.execute("DELETE FROM t WHERE id % 7 = 0")
             conn.execute("VACUUM t")
         wait_for_replay(primary, standby)
-        queries = clustered(25, DIM, seed=5)
+        queries = clustered(25, dim, seed=5)
         with primary.connect() as p, standby.connect() as s:
             for conn in (p, s):
                 conn.execute("SET enable_seqscan = off")
@@ -142,6 +151,7 @@ def test_streaming_replica_answers_like_the_primary(quantization):
             # VACUUM freed the deleted elements, on both
             live = p.execute("SELECT count(*) FROM t").fetchone()[0]
             assert rp == rs and rp["deleted"] == 0 and rp["elements"] == live, (rp, rs)
+            assert rp["vectors_apart"] == (live if dim == 2000 else 0), rp
     finally:
         standby.destroy()
         primary.destroy()
