@@ -86,6 +86,44 @@ def test_inner_product_on_raw_norm_vectors(db):
     assert mean_recall(db, "vector", "<#>", "ip", data, queries) >= 0.96
 
 
+@pytest.mark.parametrize("how", ["build", "inserts"])
+def test_inner_product_recall_on_vectors_of_varying_norm(db, how):
+    """pgvector's TAP 024/025 case: 10,000 halfvec(10) of 2 * random() *
+    random(), uniform queries, the 20 largest inner products at the default
+    ef_search (40), after a build and after single-row inserts. Linked by L2
+    this measured 0.85-0.94; linked by the inner product with filled lists,
+    0.995-1.0."""
+    rng = np.random.default_rng(24)
+    data = (2 * rng.random((10000, 10)) * rng.random((10000, 10))).astype(np.float16)
+    queries = rng.random((20, 10)).astype(np.float32)
+    db.execute("CREATE TABLE ip (id int PRIMARY KEY, v halfvec(10))")
+    if how == "inserts":
+        db.execute("CREATE INDEX ip_v_idx ON ip USING hnsw (v halfvec_ip_ops)")
+    with db.cursor().copy("COPY ip FROM STDIN") as cp:
+        for i, v in enumerate(data):
+            cp.write_row((i, text(v.astype(np.float32))))
+    if how == "build":
+        db.execute("CREATE INDEX ip_v_idx ON ip USING hnsw (v halfvec_ip_ops)")
+    db.execute("SET enable_seqscan = off")
+    exact = data.astype(np.float32)
+    correct = 0
+    for q in queries:
+        want = set(np.argsort(-(exact @ q), kind="stable")[:20].tolist())
+        got = [r[0] for r in db.execute("SELECT id FROM ip ORDER BY v <#> %s::halfvec LIMIT 20", (text(q),))]
+        assert len(got) == 20
+        correct += len(want.intersection(got))
+    recall = correct / (20 * len(queries))
+    assert recall >= 0.98, recall
+    # By inner product a small-norm element is nobody's near neighbour: a
+    # later insert's pruning can take its last way in (46 of 10,000 in one
+    # run) until VACUUM relinks it; a build repairs before it ends.
+    report = db.execute("SELECT quiver.index_check('ip_v_idx')").fetchone()[0]
+    assert report["live"] == 10000 and report["unreachable_live"] <= (0 if how == "build" else 100), report
+    db.execute("VACUUM ip")
+    report = db.execute("SELECT quiver.index_check('ip_v_idx')").fetchone()[0]
+    assert report["live"] == 10000 and report["unreachable_live"] == 0, report
+
+
 def test_index_built_by_inserts_reaches_recall(db):
     data = clustered(3000, DIM, seed=21)
     queries = clustered(50, DIM, seed=22)

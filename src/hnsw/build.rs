@@ -566,6 +566,8 @@ pub unsafe extern "C-unwind" fn ambuild(
             };
             (links, levels, entry, codec)
         }
+        // linked through the insert path instead (below): see `links_by_inner_product`
+        None if links_by_inner_product(&st) => (Vec::new(), Vec::new(), None, None),
         None => {
             let (links, levels, entry) = match meta.kind {
                 ElementKind::F32 => link::<f32>(&st, threads),
@@ -587,8 +589,31 @@ pub unsafe extern "C-unwind" fn ambuild(
         (linked - scanned).as_secs_f64(),
         (written - linked).as_secs_f64()
     );
-    let index_tuples = levels.len() as f64;
+    let mut index_tuples = levels.len() as f64;
+    let by_inserts = levels.is_empty() && !st.tids.is_empty();
     drop((links, levels));
+    if by_inserts {
+        for i in 0..st.tids.len() {
+            // fresh meta each time: the previous insert may have moved the entry point
+            let meta = page::read_meta(index);
+            super::insert::insert_element(
+                index,
+                &meta,
+                st.tids[i],
+                quiver_core::space::AlignedBytes::from_bytes(st.row(i)),
+            );
+            if i % 256 == 0 {
+                report_progress(i);
+                pgrx::check_for_interrupts!();
+            }
+        }
+        index_tuples = st.tids.len() as f64;
+        if st.spill.is_none() {
+            // as after the spilled rows below (this path's inserts prune too)
+            let relinked = super::vacuum::repair_reachability(index);
+            pgrx::debug1!("hnsw: relinked {relinked} unreachable elements after building by inserts");
+        }
+    }
     st.data = Vec::new();
 
     let mut spilled = 0.0;
@@ -633,6 +658,22 @@ pub unsafe extern "C-unwind" fn ambuild(
         (*r).index_tuples = index_tuples + spilled;
         r
     }
+}
+
+/// Whether an inner-product index is linked by the inner product (some
+/// vector is not of unit length, see `Metric::linking`). Such a graph is
+/// built through the insert path, row by row: the insert path's lists,
+/// filled past the heuristic's choice, measured recall@20 of 1.0 at
+/// `ef_search = 40` on pgvector's test data (10,000 `halfvec(10)` of
+/// `2 * random() * random()`), where the in-memory build reached 0.93-0.955
+/// linked by L2 or by the inner product, and 0.74-0.90 with its lists
+/// filled (its offered and spare links work against the filling). It is
+/// single-threaded and logs each insert, so such builds are slower.
+fn links_by_inner_product(st: &BuildState) -> bool {
+    let m = &st.meta;
+    m.metric == Metric::NegativeDot
+        && m.quantization == Quantization::None
+        && (0..st.tids.len()).any(|i| !quiver_core::space::is_unit_length(m.kind, st.row(i)))
 }
 
 /// Sparse vectors differ in size, which the in-memory graph's flat storage

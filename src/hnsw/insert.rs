@@ -15,7 +15,8 @@ use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{self, ElementShape, ItemRef, Meta};
 use quiver_core::hnsw::origin_seeds;
 use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
-use quiver_core::space::{links_by_cosine, AlignedBytes};
+use quiver_core::quantize::Quantization;
+use quiver_core::space::{is_unit_length, links_by_cosine, AlignedBytes, Metric};
 use std::cell::RefCell;
 
 thread_local! {
@@ -211,13 +212,29 @@ fn place(
     Some((r, meta))
 }
 
+/// The distance an element with vector `v` joins the graph by (see
+/// `Metric::linking`): unit length is judged on it and on the entry point,
+/// so that one index links its elements alike. A binary-quantized index
+/// keeps the L2 graph: its stored codes do not keep a vector's norm.
+pub(crate) fn link_metric(g: &mut DiskGraph, meta: &Meta, v: &[u8], entry: ItemRef) -> Metric {
+    let unit = meta.metric != Metric::NegativeDot
+        || meta.quantization != Quantization::None
+        || (is_unit_length(meta.kind, v)
+            && g.element_as_query(entry).is_none_or(|e| is_unit_length(meta.kind, e.as_bytes())));
+    meta.metric.linking(meta.kind, meta.dims, unit)
+}
+
 type Policy = fn(&[Candidate<u64>], usize, &mut DiskGraph) -> Vec<Candidate<u64>>;
 
-/// How lists are chosen: the heuristic alone for dense vectors (filling
-/// pruned slots measured lower recall there, see `select_neighbors`), the
-/// heuristic filled to three quarters for high-dimensional sparse ones.
+/// How lists are chosen: the heuristic alone for dense vectors linked by L2
+/// or the cosine (filling pruned slots measured lower recall there, see
+/// `select_neighbors`); the heuristic filled to three quarters for
+/// high-dimensional sparse ones, for graphs linked by the inner product
+/// (pgvector fills its lists, see `Metric::linking`), and for L1 (on
+/// pgvector's TAP 025 data, 10,000 `halfvec(10)` inserted by 10 clients,
+/// recall@20 at `ef_search = 40` went from 0.975-0.99 to 0.9875-0.995).
 pub(crate) fn neighbor_policy(g: &DiskGraph) -> Policy {
-    if g.links_by_cosine {
+    if g.links_by_cosine || g.metric == Metric::NegativeDot || g.metric == Metric::L1 {
         select_neighbors_filled::<u64, DiskGraph>
     } else {
         select_neighbors::<u64, DiskGraph>
@@ -380,7 +397,7 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
         page::corrupted(index, "the entry point vanished during an insert");
     };
     let top = top as usize;
-    g.metric = meta.metric.construction_for(meta.kind, meta.dims);
+    g.metric = link_metric(&mut g, &meta, v.as_bytes(), entry);
     let mut cur = g.descend(entry, top, level);
     let mut chosen_per_level: Vec<Vec<Candidate<u64>>> = vec![Vec::new(); level + 1];
     for lv in (0..=level.min(top)).rev() {

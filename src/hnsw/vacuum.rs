@@ -308,9 +308,13 @@ fn unlink_deleted(
 ) {
     let mut probe = DiskGraph::new(index, meta, AlignedBytes::default());
     let Some(v) = probe.element_as_query(r) else { return };
+    let link = match meta.entry {
+        Some((e, _)) => super::insert::link_metric(&mut probe, meta, v.as_bytes(), e),
+        None => meta.metric.construction_for(meta.kind, meta.dims),
+    };
     drop(probe);
     let mut g = DiskGraph::new(index, meta, v);
-    g.metric = meta.metric.construction_for(meta.kind, meta.dims);
+    g.metric = link;
     for (lv, list) in levels {
         let max = shape.params.max_neighbors(lv);
         let mut pool: IdHashSet<u64> = IdHashSet::default();
@@ -416,8 +420,9 @@ pub fn repair_reachability(index: pg_sys::Relation) -> usize {
             let xr = ItemRef::unpack(x);
             let mut probe = DiskGraph::new(index, &meta, AlignedBytes::default());
             let Some(v) = probe.element_as_query(xr) else { continue };
+            let link = super::insert::link_metric(&mut probe, &meta, v.as_bytes(), entry);
             let mut g = DiskGraph::new(index, &meta, v);
-            g.metric = meta.metric.construction_for(meta.kind, meta.dims);
+            g.metric = link;
             let start = g.descend(entry, top as usize, 0);
             let mut visited = IdHashSet::default();
             let cur = search_layer(&mut g, &start, shape.params.ef_construction, 0, &mut visited);
