@@ -13,8 +13,9 @@ use super::page::{self, add_item, free_space, init_page, item, meta_from_page, L
 use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::IdHashSet;
 use quiver_core::hnsw::layout::{self, ElementShape, ItemRef, Meta};
+use quiver_core::hnsw::maintain::{self, NeighborPolicy};
 use quiver_core::hnsw::origin_seeds;
-use quiver_core::hnsw::{search_layer, select_neighbors, select_neighbors_filled, Candidate, PairDistance, SplitMix64};
+use quiver_core::hnsw::{search_layer, Candidate, SplitMix64};
 use quiver_core::quantize::Quantization;
 use quiver_core::space::{is_unit_length, links_by_cosine, AlignedBytes, Metric};
 use std::cell::RefCell;
@@ -224,21 +225,10 @@ pub(crate) fn link_metric(g: &mut DiskGraph, meta: &Meta, v: &[u8], entry: ItemR
     meta.metric.linking(meta.kind, meta.dims, unit)
 }
 
-type Policy = fn(&[Candidate<u64>], usize, &mut DiskGraph) -> Vec<Candidate<u64>>;
-
-/// How lists are chosen: the heuristic alone for dense vectors linked by L2
-/// or the cosine (filling pruned slots measured lower recall there, see
-/// `select_neighbors`); the heuristic filled to three quarters for
-/// high-dimensional sparse ones, for graphs linked by the inner product
-/// (pgvector fills its lists, see `Metric::linking`), and for L1 (on
-/// pgvector's TAP 025 data, 10,000 `halfvec(10)` inserted by 10 clients,
-/// recall@20 at `ef_search = 40` went from 0.975-0.99 to 0.9875-0.995).
-pub(crate) fn neighbor_policy(g: &DiskGraph) -> Policy {
-    if g.links_by_cosine || g.metric == Metric::NegativeDot || g.metric == Metric::L1 {
-        select_neighbors_filled::<u64, DiskGraph>
-    } else {
-        select_neighbors::<u64, DiskGraph>
-    }
+/// How this graph's lists are chosen (`NeighborPolicy::for_graph`), for the
+/// distance `g` links by now.
+pub(crate) fn neighbor_policy(g: &DiskGraph) -> NeighborPolicy {
+    NeighborPolicy::for_graph(g.metric, g.links_by_cosine)
 }
 
 /// The level-0 list `node` should have with the new element (at distance
@@ -250,14 +240,9 @@ fn plan_first_link(g: &mut DiskGraph, node: ItemRef) -> Option<FirstLink> {
         shape.neighbors(b, 0, &mut l);
         l
     });
-    let mut next = expected.clone();
-    if next.len() < shape.params.max_neighbors(0) {
-        next.push(NEW_SLOT);
-    } else {
-        let dists: Vec<f32> = next.iter().map(|n| g.pair_distance(node.pack(), n.pack())).collect();
-        let far = (0..next.len()).max_by(|&a, &b| dists[a].total_cmp(&dists[b]))?;
-        next[far] = NEW_SLOT;
-    }
+    let packed: Vec<u64> = expected.iter().map(|r| r.pack()).collect();
+    let next = maintain::list_forcing(node.pack(), &packed, NEW_SLOT.pack(), shape.params.max_neighbors(0), g)?;
+    let next = next.into_iter().map(ItemRef::unpack).collect();
     Some(FirstLink { node, expected, next })
 }
 
@@ -303,28 +288,13 @@ fn connect_pruning(
         if current.contains(&new) {
             return true;
         }
-        let next: Vec<ItemRef> = if current.len() < max {
-            let mut n = current.clone();
-            n.push(new);
-            n
-        } else {
-            let mut cands: Vec<Candidate<u64>> = current
-                .iter()
-                .map(|c| Candidate { distance: g.pair_distance(node.pack(), c.pack()), node: c.pack() })
-                .collect();
-            let farthest = cands.iter().enumerate().max_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i);
-            cands.push(Candidate { distance: new_distance, node: new.pack() });
-            let mut kept: Vec<ItemRef> =
-                neighbor_policy(g)(&cands, max, g).iter().map(|c| ItemRef::unpack(c.node)).collect();
-            if force && !kept.contains(&new) {
-                kept = current.clone();
-                kept[farthest.expect("full list")] = new;
-            }
-            kept
-        };
-        if !next.contains(&new) {
+        let packed: Vec<u64> = current.iter().map(|r| r.pack()).collect();
+        let policy = neighbor_policy(g);
+        let Some(next) = maintain::list_with(node.pack(), &packed, new.pack(), new_distance, max, force, policy, g)
+        else {
             return false; // the new element did not make the cut
-        }
+        };
+        let next: Vec<ItemRef> = next.into_iter().map(ItemRef::unpack).collect();
         let buf = LockedBuffer::read(g.index, node.block, true);
         let mut w = PageWrite::start(g.index);
         let p = w.register(buf, false);
@@ -403,7 +373,7 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     for lv in (0..=level.min(top)).rev() {
         let mut visited = IdHashSet::default();
         let found = search_layer(&mut g, &cur, params.ef_construction, lv, &mut visited);
-        chosen_per_level[lv] = neighbor_policy(&g)(&found, params.max_neighbors(lv), &mut g);
+        chosen_per_level[lv] = neighbor_policy(&g).select(&found, params.max_neighbors(lv), &mut g);
         if !found.is_empty() {
             cur = found;
         }

@@ -19,6 +19,7 @@ use pgrx::pg_sys;
 use quiver_core::hnsw::fasthash::{IdHashMap, IdHashSet};
 use quiver_core::hnsw::layout::ItemRef;
 use quiver_core::hnsw::layout::{self, ElementShape, StoredVector};
+use quiver_core::hnsw::maintain;
 use quiver_core::hnsw::origin_seeds::{self, OriginSeeds};
 use quiver_core::hnsw::{search_layer, Candidate, Graph, QueryDistance};
 use quiver_core::space::{links_by_cosine, AlignedBytes};
@@ -349,7 +350,7 @@ fn unlink_deleted(
         }
         // The heuristic over the old live links and the new candidates, as an
         // insert would choose; the old live links stay too, where they fit.
-        let chosen = super::insert::neighbor_policy(&g)(&cands, max, &mut g);
+        let chosen = super::insert::neighbor_policy(&g).select(&cands, max, &mut g);
         let buf = LockedBuffer::read(index, r.block, true);
         let mut w = PageWrite::start(index);
         let p = w.register(buf, false);
@@ -357,12 +358,8 @@ fn unlink_deleted(
         // The list as it is now (concurrent inserts may have added links).
         let mut now = Vec::new();
         shape.neighbors(it, lv, &mut now);
-        let mut next: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
-        for x in now {
-            if next.len() < max && !deleted.contains(&x.pack()) && !next.contains(&x) {
-                next.push(x);
-            }
-        }
+        let chosen_refs: Vec<ItemRef> = chosen.iter().map(|c| ItemRef::unpack(c.node)).collect();
+        let next = maintain::relinked_list(&chosen_refs, &now, max, |x| deleted.contains(&x.pack()));
         shape.set_neighbors(it, lv, &next);
         w.finish();
         // Links go both ways, as an insert makes them: without the reverse

@@ -4,6 +4,7 @@
 
 pub mod fasthash;
 pub mod layout;
+pub mod maintain;
 pub mod memory;
 pub mod origin_seeds;
 pub mod portable;
