@@ -84,6 +84,37 @@ def test_round_trip_answers_like_the_original(snaps, quantization, shards):
                       "FROM quiver._leaf_indexes('docs_restored', 'embedding')").fetchone()[0] == 1500
 
 
+def test_round_trip_with_every_vector_kept_apart(snaps):
+    """At 2,000 dimensions no element fits with its vector in one page item:
+    the stored graph comes back with every vector in an item of its own."""
+    db = snaps
+    db.execute("SELECT quiver.create_collection('wide', 2000, 'l2')")
+    data = embedding_like(200, 2000, seed=7)
+    with db.cursor().copy("COPY wide (id, embedding) FROM STDIN") as cp:
+        for i, v in enumerate(data):
+            cp.write_row((i, text(v)))
+    queries = embedding_like(10, 2000, seed=8)
+
+    def beams(table):
+        db.execute("SET enable_seqscan = off")
+        out = []
+        for ef in (1, 3, 10, 400):
+            db.execute(f"SET hnsw.ef_search = {ef}")
+            out.append([[r[0] for r in db.execute(f"SELECT id FROM {table} ORDER BY embedding <-> %s::vector LIMIT 10",
+                                                   (text(q),)).fetchall()] for q in queries])
+        db.execute("RESET enable_seqscan")
+        db.execute("RESET hnsw.ef_search")
+        return out
+
+    before = beams("wide")
+    name = db.execute("SELECT name FROM quiver.create_snapshot('wide')").fetchone()[0]
+    db.execute("SELECT quiver.restore_snapshot(%s, 'wide_restored')", (name,))
+    assert beams("wide_restored") == before
+    (index,) = db.execute("SELECT index::text FROM quiver._leaf_indexes('wide_restored', 'embedding')").fetchone()
+    report = db.execute("SELECT quiver.index_check(%s)", (index,)).fetchone()[0]
+    assert report["live"] == 200 and report["vectors_apart"] == 200 and report["unreachable_live"] == 0, report
+
+
 def notices_of(db):
     seen = []
     db.add_notice_handler(lambda d: seen.append(d.message_primary))

@@ -423,31 +423,32 @@ fn write_pages(
 ) -> Meta {
     let shape = ElementShape { params: params_of(&st.meta), vector_bytes: st.meta.stored_bytes() };
     let mut code = vec![0u8; st.meta.stored_bytes()];
-    // An element whose vector does not fit beside its links is preceded by
-    // its vector's item (`layout`): items in write order, then each
-    // element's place in that order.
+    // An element whose vector does not fit beside its links keeps it in an
+    // item of its own (`layout`). The elements come first, packed as usual;
+    // the vectors kept apart follow, each taking most of a page (between
+    // two such vectors an element would sit alone on a page).
     let space = super::insert::element_space();
     let apart: Vec<bool> = levels.iter().map(|l| shape.needs_apart(*l as usize, shape.vector_bytes, space)).collect();
-    let sizes = levels.iter().zip(&apart).flat_map(|(l, a)| {
+    let element_sizes = levels.iter().zip(&apart).map(|(l, a)| {
         let l = *l as usize;
         if *a {
-            vec![quiver_core::hnsw::layout::VECTOR_ITEM_HEADER + shape.vector_bytes, shape.apart_size(l)]
+            shape.apart_size(l)
         } else {
-            vec![shape.size(l)]
+            shape.size(l)
         }
     });
-    let items = place(sizes);
-    let mut element_at = Vec::with_capacity(levels.len());
-    let mut k = 0;
-    for a in &apart {
-        k += *a as usize;
-        element_at.push(k);
-        k += 1;
-    }
-    let places: Vec<ItemRef> = element_at.iter().map(|&k| items[k]).collect();
+    let vector_item = quiver_core::hnsw::layout::VECTOR_ITEM_HEADER + shape.vector_bytes;
+    let vector_sizes = apart.iter().filter(|a| **a).map(|_| vector_item);
+    let items = place(element_sizes.chain(vector_sizes));
+    let places: Vec<ItemRef> = items[..levels.len()].to_vec();
+    // where each element's vector goes, for those kept apart
+    let mut vector_places = items[levels.len()..].iter();
+    let vector_at: Vec<Option<ItemRef>> =
+        apart.iter().map(|a| if *a { vector_places.next().copied() } else { None }).collect();
     let mut meta = st.meta;
     meta.entry = entry.map(|(n, l)| (places[n as usize], l as u16));
-    meta.insert_block = items.last().map(|p| p.block).unwrap_or(META_BLOCK);
+    // inserts go on packing elements where the build's elements end
+    meta.insert_block = places.last().map(|p| p.block).unwrap_or(META_BLOCK);
     meta.elements = levels.len() as u64;
 
     let mut out = super::bulk_write::BulkWriter::start(index, needs_wal(index));
@@ -466,25 +467,35 @@ fn write_pages(
             pgrx::error!("hnsw: {what} did not land at its planned position");
         }
     };
+    // row `i` as the index stores it: the vector, or its code
+    fn stored<'a>(st: &'a BuildState, i: usize, codec: Option<&BinaryCodec>, code: &'a mut [u8]) -> &'a [u8] {
+        let v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
+        match codec {
+            Some(c) => {
+                c.encode(&to_f32(st.meta.kind, v), code);
+                code
+            }
+            None => v,
+        }
+    }
     for (i, place) in places.iter().enumerate() {
         let level = levels[i] as usize;
-        let mut v = &st.data[i * st.vector_bytes..(i + 1) * st.vector_bytes];
-        if let Some(c) = codec {
-            c.encode(&to_f32(st.meta.kind, v), &mut code);
-            v = &code;
-        }
-        let mut item = if apart[i] {
-            let vector_at = items[element_at[i] - 1];
-            add(&mut out, vector_at, &quiver_core::hnsw::layout::encode_vector_item(*place, st.tids[i], v), "a vector");
-            shape.encode_apart(level, st.tids[i], vector_at)
-        } else {
-            shape.encode(level, st.tids[i], v)
+        let mut item = match vector_at[i] {
+            Some(at) => shape.encode_apart(level, st.tids[i], at),
+            None => shape.encode(level, st.tids[i], stored(st, i, codec, &mut code)),
         };
         for (lv, l) in links[i].iter().enumerate() {
             let refs: Vec<ItemRef> = l.iter().map(|n| places[*n as usize]).collect();
             shape.set_neighbors(&mut item, lv, &refs);
         }
         add(&mut out, *place, &item, "an element");
+    }
+    for (i, at) in vector_at.iter().enumerate() {
+        if let Some(at) = at {
+            let v = stored(st, i, codec, &mut code);
+            let bytes = quiver_core::hnsw::layout::encode_vector_item(places[i], st.tids[i], v);
+            add(&mut out, *at, &bytes, "a vector");
+        }
     }
     if !items.is_empty() {
         out.write();
