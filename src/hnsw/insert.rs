@@ -129,6 +129,8 @@ fn place(
     let need = data.len().next_multiple_of(8) + 4;
     let link_page_has_room = link_buf.as_ref().map(|b| free_space(b.page()) >= need).unwrap_or(false);
     let mut target = None;
+    // whether the free space map was asked (it may have marked held pages full)
+    let mut searched_map = false;
     if !link_page_has_room {
         if meta.insert_block != META_BLOCK && Some(meta.insert_block) != held {
             let b = LockedBuffer::read(index, meta.insert_block, true);
@@ -138,6 +140,7 @@ fn place(
         }
         if target.is_none() {
             // Space VACUUM reclaimed from deleted elements, before growing the index.
+            searched_map = true;
             target = page::page_with_free_space(index, need, held.as_slice()).map(|b| (b, false));
         }
         if target.is_none() {
@@ -152,6 +155,7 @@ fn place(
         let mut locked: Vec<u32> = held.into_iter().collect();
         locked.extend(target.as_ref().map(|(b, _)| b.block()));
         let need = (layout::VECTOR_ITEM_HEADER + el.vector.len()).next_multiple_of(8) + 4;
+        searched_map = true;
         match page::page_with_free_space(index, need, &locked) {
             Some(b) => (b, false),
             None => (page::new_page(index), true),
@@ -160,6 +164,7 @@ fn place(
     let mut w = PageWrite::start(index);
     let meta_page = w.register(meta_buf, false);
     let link_page = link_buf.map(|b| w.register(b, false));
+    let vector_block = vector_buf.as_ref().map(|(b, _)| b.block());
     let vector_item = vector_buf.map(|(b, fresh)| {
         let block = b.block();
         let p = w.register(b, fresh);
@@ -209,7 +214,21 @@ fn place(
             page::put_origin_seeds(index, meta_page, &seeds);
         }
     }
+    // After a search of the free space map, it learns the room left on the
+    // pages written here: it hands a page out until told otherwise, and
+    // `page_with_free_space` marks held pages full while it searches.
+    let rooms: Vec<(u32, usize)> = [Some((block, data_page)), held.zip(link_page)]
+        .into_iter()
+        .flatten()
+        .chain(vector_block.zip(vector_item.map(|(p, _)| p)))
+        .filter(|_| searched_map)
+        .map(|(b, p)| (b, free_space(p)))
+        .collect();
     w.finish();
+    for (b, room) in rooms {
+        // SAFETY: open relation; the free space map is only a hint.
+        unsafe { pg_sys::RecordPageWithFreeSpace(index, b, room) };
+    }
     Some((r, meta))
 }
 
