@@ -194,21 +194,40 @@ impl DiskGraph {
         heap: ItemRef,
         f: impl FnOnce(&[u8]) -> T,
     ) -> Option<T> {
+        let want = (!self.shape.variable()).then_some(self.shape.vector_bytes);
+        let checked = self.with_page(at.block, |page| {
+            let found = item(page, at.offset).and_then(|b| {
+                let b: &[u8] = b;
+                layout::vector_item_owner_of(b)
+            });
+            match found {
+                Some((o, h, v)) if o == owner && h == heap => match want {
+                    Some(n) if v.len() != n => Err(format!(
+                        "vector item ({},{}) of element ({},{}) has {} bytes, needs {n}",
+                        at.block,
+                        at.offset,
+                        owner.block,
+                        owner.offset,
+                        v.len()
+                    )),
+                    _ => Ok(Some(f(v))),
+                },
+                _ => Ok(None),
+            }
+        });
+        checked.unwrap_or_else(|detail| corrupted(self.index, &detail))
+    }
+
+    /// Runs `f` on page `block` under a share lock. `f` must not raise an
+    /// error (plain Rust code): the lock and the pin are released after it.
+    fn with_page<T>(&mut self, block: u32, f: impl FnOnce(pg_sys::Page) -> T) -> T {
         // SAFETY: the index is open for as long as this graph exists.
-        let buffer = unsafe { self.hints.read_buffer(self.index, at.block) };
-        // SAFETY: we hold a pin on `buffer`; the lock and the pin are
-        // released below before anything can raise an error (f is plain Rust).
+        let buffer = unsafe { self.hints.read_buffer(self.index, block) };
+        // SAFETY: we hold a pin on `buffer`; the share lock and the pin are
+        // released below, and `f` cannot raise an error in between.
         unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
         // SAFETY: the buffer is pinned (read_buffer above).
-        let page = unsafe { pg_sys::BufferGetPage(buffer) };
-        let want = (!self.shape.variable()).then_some(self.shape.vector_bytes);
-        let out = item(page, at.offset).and_then(|b| match layout::vector_item_owner(b) {
-            Some((o, h)) if o == owner && h == heap => {
-                let v = layout::vector_item_vector(b);
-                (want.is_none_or(|n| v.len() == n)).then(|| f(v))
-            }
-            _ => None,
-        });
+        let out = f(unsafe { pg_sys::BufferGetPage(buffer) });
         // SAFETY: we took this share lock and this pin above.
         unsafe { pg_sys::UnlockReleaseBuffer(buffer) };
         out
@@ -228,27 +247,15 @@ impl DiskGraph {
     /// reclaimed the element it pointed to (VACUUM waits for inserts, not
     /// for scans); such a link leads nowhere and is skipped.
     pub fn with_element_if_present<T>(&mut self, r: ItemRef, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-        // SAFETY: the index is open for as long as this graph exists.
-        let buffer = unsafe { self.hints.read_buffer(self.index, r.block) };
-        // SAFETY: we hold a pin on `buffer`; the share lock and the pin are
-        // released below before anything else can raise an error (f is
-        // plain Rust code).
-        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
-        // SAFETY: the buffer is pinned (read_buffer above).
-        let page = unsafe { pg_sys::BufferGetPage(buffer) };
-        let checked = match item(page, r.offset) {
+        let shape = self.shape;
+        let checked = self.with_page(r.block, |page| match item(page, r.offset) {
             None => Ok(None),
-            Some(bytes) => match self.shape.validate(bytes) {
+            Some(bytes) => match shape.validate(bytes) {
                 Err(e) => Err(format!("element at ({},{}): {e}", r.block, r.offset)),
                 Ok(_) => Ok(Some(f(bytes))),
             },
-        };
-        // SAFETY: we took this share lock and this pin above.
-        unsafe { pg_sys::UnlockReleaseBuffer(buffer) };
-        match checked {
-            Ok(v) => v,
-            Err(detail) => corrupted(self.index, &detail),
-        }
+        });
+        checked.unwrap_or_else(|detail| corrupted(self.index, &detail))
     }
 
     /// Requests the next queued element (see `prefetch`): its header line

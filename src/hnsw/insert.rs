@@ -370,9 +370,6 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     let mut g = DiskGraph::new(index, &meta, v.clone());
     let stored = g.stored_form(&v);
     let level = params.level_for(random_unit());
-    if shape.variable() {
-        check_sparse_fits(&params, stored.as_bytes().len());
-    }
     if meta.entry.is_none() {
         let el = NewElement::new(&shape, level, heap, stored.as_bytes());
         if place(index, &el, level, Link::IntoEmpty, &shape).is_some() {
@@ -428,25 +425,6 @@ pub fn insert_element(index: pg_sys::Relation, meta: &Meta, heap: ItemRef, v: Al
     }
     if level > top {
         raise_entry(index, me, level);
-    }
-}
-
-/// A sparse vector must fit in a page item of its own (elements keep it
-/// apart when it does not fit beside their links); an error naming the
-/// limit otherwise. pgvector's limit of 1,000 non-zero elements fits.
-fn check_sparse_fits(params: &quiver_core::hnsw::Params, vector_bytes: usize) {
-    let space = element_space().saturating_sub(layout::VECTOR_ITEM_HEADER);
-    if vector_bytes > space {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "sparsevec cannot have more than {} non-zero elements for hnsw index with m = {}",
-                space / 8,
-                params.m
-            ),
-            format!("This value has {}.", vector_bytes / 8)
-        );
     }
 }
 

@@ -88,6 +88,12 @@ pub fn vector_item_vector(item: &[u8]) -> &[u8] {
     &item[VECTOR_ITEM_HEADER..]
 }
 
+/// A vector item's owner, the owner's heap pointer and the vector bytes;
+/// None when `item` is not a whole vector item.
+pub fn vector_item_owner_of(item: &[u8]) -> Option<(ItemRef, ItemRef, &[u8])> {
+    vector_item_owner(item).map(|(o, h)| (o, h, vector_item_vector(item)))
+}
+
 /// Where an element's vector is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StoredVector<'a> {
